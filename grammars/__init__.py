@@ -1,0 +1,1 @@
+"""GBNF grammars generated from taxonomies by `ticketsmith grammar`."""

@@ -1,0 +1,1 @@
+"""The light edge runtime: taxonomy, schema, grammar, prompt and llama.cpp triage."""

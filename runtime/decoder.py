@@ -1,0 +1,213 @@
+"""Grammar-guided decoding with confidences from the model's own token probabilities.
+
+The answer layout is fixed (answer_format), so the decoder walks it instead of sampling every
+character: the JSON scaffolding is appended in one batch; each label field is decided by scoring
+every allowed label (label plus the scaffolding after it) as its own sequence in one batch, which
+gives the exact probability of each label under the model; only the summary is generated token by
+token, restricted to JSON-safe tokens and bounded in tokens and characters.
+
+Confidence of a label field = the probability of the chosen label under the grammar-constrained
+model: the product, over the label's tokens (and the scaffolding token that ends it), of the
+model's softmax probability renormalised over the tokens the grammar allows at that point. These
+probabilities sum to 1 over the allowed labels. The label with the highest one is chosen (an exact
+search over the label trie, not a greedy token walk). The subcategory's competitors are the chosen
+category's subcategories."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ticketsmith.runtime.answer_format import ANSWER_END, FIELD_ORDER, key_prefix
+from ticketsmith.runtime.engine import BatchItem, LlamaEngine
+from ticketsmith.runtime.label_trie import LabelTrie
+from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
+from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
+
+_FORBIDDEN_IN_SUMMARY = {ord('"'), ord("\\"), 0x7F, *range(0x20)}
+
+
+@dataclass
+class DecodeStats:
+    forward_passes: int = 0
+    sampled_tokens: int = 0
+    forced_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+
+
+@dataclass
+class DecodedAnswer:
+    values: dict[str, str]
+    confidence: dict[str, float]
+    answer_tokens: list[int]
+    stats: DecodeStats = field(default_factory=DecodeStats)
+
+
+def log_softmax_at(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.NDArray[np.float64]:
+    """log p(token) for each of `tokens` under softmax(logits)."""
+    row = logits.astype(np.float64)
+    peak = row.max()
+    log_norm = peak + np.log(np.exp(row - peak).sum())
+    return row[tokens] - log_norm
+
+
+class GuidedDecoder:
+    """Decodes answers for one engine and taxonomy; keeps sequence 0's tokens to reuse its KV cache."""
+
+    def __init__(self, engine: LlamaEngine, taxonomy: Taxonomy, max_summary_tokens: int) -> None:
+        self.engine = engine
+        self.taxonomy = taxonomy
+        self.max_summary_tokens = max_summary_tokens
+        self._cached: list[int] = []  # tokens whose KV sits in sequence 0
+        self._summary_open = engine.tokenize(key_prefix(0))
+        self._summary_close = engine.tokenize(key_prefix(1))
+        self._pieces = [engine.token_bytes(t) for t in range(engine.n_vocab)]
+        self._content_mask, self._first_mask = self._summary_masks()
+        self._tries = self._label_tries()
+
+    # --- precomputation -----------------------------------------------------------------------
+    def _summary_masks(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        content = np.zeros(self.engine.n_vocab, dtype=bool)
+        first = np.zeros(self.engine.n_vocab, dtype=bool)
+        for token, piece in enumerate(self._pieces):
+            if not piece or self.engine.is_control(token) or self.engine.is_end_of_generation(token):
+                continue
+            if _FORBIDDEN_IN_SUMMARY.intersection(piece):
+                continue
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # a fragment of a character: the summary keeps to whole characters
+            content[token] = True
+            first[token] = bool(text.strip())
+        return content, first
+
+    def _suffix_after(self, field_name: str) -> str:
+        index = FIELD_ORDER.index(field_name)
+        return key_prefix(index + 1) if index + 1 < len(FIELD_ORDER) else ANSWER_END
+
+    def _label_tries(self) -> dict[tuple[str, str | None], LabelTrie]:
+        """Token sequences of `label + following scaffolding`, per field (and category for subcategory)."""
+        table: dict[tuple[str, str | None], LabelTrie] = {}
+        fields: list[tuple[LabelField, str | None]] = [("category", None)]
+        fields += [("subcategory", c.name) for c in self.taxonomy.categories]
+        fields += [(f, None) for f in ("application", "urgency", "impact", "assignment_group")]
+        for name, category in fields:
+            suffix = self._suffix_after(name)
+            labels = self.taxonomy.choices(name, category)
+            table[(name, category)] = LabelTrie([(label, self.engine.tokenize(label + suffix)) for label in labels])
+        return table
+
+    @property
+    def max_answer_tokens(self) -> int:
+        longest = sum(
+            max(len(tokens) for tokens in self._tries[(name, None)].tokens)
+            for name in ("category", "application", "urgency", "impact", "assignment_group")
+        )
+        longest += max(
+            max(len(tokens) for tokens in trie.tokens) for (name, _), trie in self._tries.items() if name == "subcategory"
+        )
+        return len(self._summary_open) + self.max_summary_tokens + len(self._summary_close) + longest
+
+    # --- sequence 0 -----------------------------------------------------------------------------
+    def _append(self, tokens: list[int], stats: DecodeStats) -> npt.NDArray[np.float32]:
+        """Evaluate `tokens` after sequence 0; returns the logits after the last one."""
+        logits = np.empty(0, dtype=np.float32)
+        for start in range(0, len(tokens), self.engine.n_batch):
+            chunk = tokens[start : start + self.engine.n_batch]
+            base = len(self._cached)
+            items = [BatchItem(t, base + i, (0,), i == len(chunk) - 1) for i, t in enumerate(chunk)]
+            logits = self.engine.decode(items)[0]
+            self._cached.extend(chunk)
+            stats.forward_passes += 1
+        return logits
+
+    def _feed_prompt(self, tokens: list[int], stats: DecodeStats) -> npt.NDArray[np.float32]:
+        """Evaluate the prompt, reusing the KV cache of the longest prefix shared with the last one."""
+        common = 0
+        for cached, new in zip(self._cached, tokens, strict=False):
+            if cached != new:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)  # re-evaluate at least one token to get fresh logits
+        self.engine.remove(-1, common)
+        del self._cached[common:]
+        stats.prompt_tokens_evaluated += len(tokens) - common
+        return self._append(tokens[common:], stats)
+
+    # --- fields -------------------------------------------------------------------------------
+    def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, npt.NDArray[np.float32]]:
+        close = self._summary_close[0]
+        text = ""
+        log_probs: list[float] = []
+        for step in range(self.max_summary_tokens):
+            allowed = self._first_mask if step == 0 else self._content_mask
+            masked = np.where(allowed, logits, -np.inf)
+            if step > 0:
+                masked[close] = logits[close]
+            token = int(np.argmax(masked))
+            if token == close:
+                break
+            piece = self._pieces[token].decode("utf-8")
+            if len(text) + len(piece) > SUMMARY_MAX_CHARS:
+                break
+            log_probs.append(float(log_softmax_at(logits, [token])[0]))
+            text += piece
+            stats.sampled_tokens += 1
+            logits = self._append([token], stats)
+        stats.forced_tokens += len(self._summary_close)
+        logits = self._append(self._summary_close, stats)
+        confidence = float(np.exp(np.mean(log_probs))) if log_probs else 0.0
+        return text.strip(), confidence, logits
+
+    def _choose(
+        self, logits: npt.NDArray[np.float32], trie: LabelTrie, stats: DecodeStats
+    ) -> tuple[str, float, npt.NDArray[np.float32]]:
+        """Score every label under the grammar; keep the best one's KV cache in sequence 0."""
+        base = len(self._cached)
+        node_logits: dict[int, npt.NDArray[np.float32]] = {id(trie.root): logits}
+        if trie.to_evaluate:
+            items = [
+                BatchItem(node.token, base + node.depth - 1, tuple(i + 1 for i in node.labels), True)
+                for node in trie.to_evaluate
+            ]
+            for seq in {s for item in items for s in item.seqs}:
+                self.engine.copy(0, seq, 0, base)
+            rows = self.engine.decode(items)
+            stats.forward_passes += 1
+            node_logits.update({id(node): row for node, row in zip(trie.to_evaluate, rows, strict=True)})
+        scores = np.zeros(len(trie.labels))
+        for index in range(len(trie.labels)):
+            parent = trie.root
+            for node in trie.path(index):
+                if len(parent.children) > 1:
+                    siblings = list(parent.children)
+                    log_probs = log_softmax_at(node_logits[id(parent)], siblings)
+                    scores[index] += log_probs[siblings.index(node.token)]
+                parent = node
+        best = int(np.argmax(scores))
+        probabilities = np.exp(scores - scores.max())
+        confidence = float(probabilities[best] / probabilities.sum())
+        tokens = trie.tokens[best]
+        evaluated = sum(1 for node in trie.path(best) if id(node) in node_logits)
+        if evaluated:  # reuse the winner's evaluated tokens, drop the other sequences
+            self.engine.copy(best + 1, 0, base, base + evaluated)
+            self._cached.extend(tokens[:evaluated])
+            for seq in range(1, len(trie.labels) + 1):
+                self.engine.remove(seq, 0)
+        stats.forced_tokens += len(tokens) - evaluated
+        return trie.labels[best], confidence, self._append(tokens[evaluated:], stats)
+
+    def decode(self, prompt_tokens: list[int]) -> DecodedAnswer:
+        stats = DecodeStats()
+        start = len(prompt_tokens)
+        stats.forced_tokens += len(self._summary_open)
+        logits = self._feed_prompt(prompt_tokens + self._summary_open, stats)
+        values: dict[str, str] = {}
+        confidence: dict[str, float] = {}
+        values["summary"], confidence["summary"], logits = self._summary(logits, stats)
+        for name in FIELD_ORDER[1:]:
+            category = values["category"] if name == "subcategory" else None
+            trie = self._tries[(name, category)]
+            values[name], confidence[name], logits = self._choose(logits, trie, stats)
+        return DecodedAnswer(values, confidence, self._cached[start:], stats)

@@ -1,0 +1,102 @@
+"""Pydantic models of the triage output and the JSON Schema that `ticketsmith schema` prints."""
+
+import copy
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
+
+SUMMARY_MAX_CHARS = 200
+
+
+class Ticket(BaseModel):
+    """The structured ticket. Labels are checked against the taxonomy passed as validation context:
+    `Ticket.model_validate(data, context={"taxonomy": taxonomy})`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: Annotated[str, Field(min_length=1, max_length=SUMMARY_MAX_CHARS)]
+    category: str
+    subcategory: str
+    application: str
+    urgency: str
+    impact: str
+    assignment_group: str
+
+    @field_validator("summary")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        value.encode("utf-8")  # rejects lone surrogates, which no JSON writer can emit as UTF-8
+        return value
+
+    @model_validator(mode="after")
+    def _labels_from_taxonomy(self, info: ValidationInfo) -> "Ticket":
+        taxonomy = (info.context or {}).get("taxonomy")
+        if not isinstance(taxonomy, Taxonomy):
+            raise ValueError("a Ticket is validated against a taxonomy: pass context={'taxonomy': ...}")
+        for field in LABEL_FIELDS:
+            value = getattr(self, field)
+            allowed = taxonomy.choices(field, self.category if field == "subcategory" else None)
+            if value not in allowed:
+                raise ValueError(f"{field} '{value}' is not one of the taxonomy's labels: {', '.join(allowed)}")
+        return self
+
+
+class FieldConfidence(BaseModel):
+    """Per-field confidence in [0, 1], from the model's token probabilities (see README)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: Annotated[float, Field(ge=0, le=1)]
+    category: Annotated[float, Field(ge=0, le=1)]
+    subcategory: Annotated[float, Field(ge=0, le=1)]
+    application: Annotated[float, Field(ge=0, le=1)]
+    urgency: Annotated[float, Field(ge=0, le=1)]
+    impact: Annotated[float, Field(ge=0, le=1)]
+    assignment_group: Annotated[float, Field(ge=0, le=1)]
+
+
+class TriageResult(Ticket):
+    """One output line of `ticketsmith triage`: the ticket plus how sure the model was."""
+
+    id: str | int | None = None
+    confidence: FieldConfidence
+    overall_confidence: Annotated[float, Field(ge=0, le=1)]
+    needs_review: bool
+    review_fields: list[str] = Field(description="fields whose confidence is under their threshold")
+    truncated: bool = Field(description="the text was cut to fit the model's context")
+    input_tokens: Annotated[int, Field(ge=0)] = Field(description="tokens of ticket text the model read")
+
+
+class TriageError(BaseModel):
+    """The output line for an input that could not be triaged; the batch goes on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | int | None = None
+    line: int | None = None
+    error: str
+
+
+def result_json_schema(taxonomy: Taxonomy) -> dict[str, Any]:
+    """The JSON Schema of a triage result, with the taxonomy's labels as enums and the subcategory
+    constrained by the category (one if/then per category)."""
+    schema = copy.deepcopy(TriageResult.model_json_schema())
+    schema["title"] = f"ticketsmith triage result ({taxonomy.name})"
+    props = schema["properties"]
+    for field in LABEL_FIELDS:
+        if field == "subcategory":
+            labels = sorted({s.name for c in taxonomy.categories for s in c.subcategories})
+        else:
+            labels = list(taxonomy.choices(field))
+        props[field] = {"type": "string", "enum": labels, "title": props[field].get("title", field)}
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"category": {"const": c.name}}, "required": ["category"]},
+            "then": {"properties": {"subcategory": {"enum": [s.name for s in c.subcategories]}}},
+        }
+        for c in taxonomy.categories
+    ]
+    schema["additionalProperties"] = False
+    return schema

@@ -1,0 +1,23 @@
+"""Make any ticket text safe to tokenize: valid Unicode, no control characters, bounded size."""
+
+import re
+import unicodedata
+
+from ticketsmith.runtime.errors import TicketError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
+
+
+def clean_ticket_text(text: str, max_chars: int) -> tuple[str, bool]:
+    """Normalise `text` and cut it to `max_chars`; returns (text, was_cut). Empty text is an error."""
+    text = text.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates become '?'
+    was_cut = len(text) > max_chars
+    text = text[:max_chars]
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub(" ", text)
+    text = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text)).strip()
+    if not text:
+        raise TicketError("the ticket text is empty (or only whitespace and control characters)")
+    return text, was_cut

@@ -1,0 +1,109 @@
+"""The Triager: raw ticket text in, validated TriageResult out, one loaded model reused throughout."""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from ticketsmith.runtime.decoder import DecodedAnswer, GuidedDecoder
+from ticketsmith.runtime.default_model import embedded_model_path
+from ticketsmith.runtime.engine import LlamaEngine
+from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
+from ticketsmith.runtime.grammar import compile_grammar
+from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
+from ticketsmith.runtime.prompt import PromptBuilder
+from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
+from ticketsmith.runtime.settings import RuntimeSettings
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, load_taxonomy
+from ticketsmith.runtime.text_hygiene import clean_ticket_text
+
+MIN_TEXT_TOKENS = 64
+# Characters kept before tokenizing: no token is shorter than one character, so this never cuts
+# text the model could have read, and it keeps a 100 MB ticket from being tokenized whole.
+CHARS_PER_TOKEN_BOUND = 16
+
+
+@dataclass(frozen=True)
+class TicketInput:
+    text: str
+    id: str | int | None = None
+
+
+class Triager:
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self.taxonomy = load_taxonomy(settings.taxonomy_path)
+        self.grammar = compile_grammar(self.taxonomy)
+        self.model_path = settings.model_path or embedded_model_path()
+        self.engine = LlamaEngine(
+            self.model_path,
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            n_gpu_layers=settings.n_gpu_layers,
+            n_seq_max=1 + max(len(c) for c in self._label_set_sizes()),
+            lora_path=settings.lora_path,
+        )
+        GrammarState(self.engine, self.grammar).close()  # llama.cpp must compile it: fail at start-up
+        builder = PromptBuilder(self.taxonomy, self.engine.metadata("tokenizer.chat_template"))
+        parts = builder.parts()
+        self.prompt_version = parts.version
+        self._prefix = self.engine.tokenize(parts.prefix, add_special=True, parse_special=True)
+        self._suffix = self.engine.tokenize(parts.suffix, parse_special=True)
+        self.decoder = GuidedDecoder(self.engine, self.taxonomy, settings.max_summary_tokens)
+        self.text_budget = self.engine.n_ctx - len(self._prefix) - len(self._suffix) - self.decoder.max_answer_tokens
+        if self.text_budget < MIN_TEXT_TOKENS:
+            needed = self.engine.n_ctx - self.text_budget + MIN_TEXT_TOKENS
+            raise ConfigError(f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}")
+
+    def _label_set_sizes(self) -> list[tuple[str, ...]]:
+        sets = [self.taxonomy.choices(f) for f in LABEL_FIELDS if f != "subcategory"]
+        return sets + [self.taxonomy.choices("subcategory", c.name) for c in self.taxonomy.categories]
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def _prompt_tokens(self, text: str) -> tuple[list[int], int, bool]:
+        cleaned, was_cut = clean_ticket_text(text, self.text_budget * CHARS_PER_TOKEN_BOUND)
+        tokens = self.engine.tokenize(cleaned)  # no special tokens: the ticket cannot forge the template
+        if len(tokens) > self.text_budget:
+            tokens, was_cut = tokens[: self.text_budget], True
+        return self._prefix + tokens + self._suffix, len(tokens), was_cut
+
+    def decode(self, text: str) -> tuple[DecodedAnswer, int, bool]:
+        """The raw decoded answer for `text`, checked token by token against the compiled grammar."""
+        prompt, n_text, truncated = self._prompt_tokens(text)
+        answer = self.decoder.decode(prompt)
+        if not grammar_accepts(self.engine, self.grammar, answer.answer_tokens):
+            raise DecodingError("the decoded answer is not a sentence of the grammar; this is a bug, please report it")
+        return answer, n_text, truncated
+
+    def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
+        answer, n_text, truncated = self.decode(text)
+        try:
+            ticket = Ticket.model_validate(answer.values, context={"taxonomy": self.taxonomy})
+        except ValidationError as exc:
+            raise DecodingError(f"the model's answer does not validate: {exc}") from None
+        thresholds = self.settings.review_thresholds.model_dump()
+        review = [name for name, p in answer.confidence.items() if p < thresholds[name]]
+        result = {
+            **ticket.model_dump(),
+            "id": ticket_id,
+            "confidence": FieldConfidence(**answer.confidence),
+            "overall_confidence": min(answer.confidence[f] for f in LABEL_FIELDS),
+            "needs_review": bool(review),
+            "review_fields": review,
+            "truncated": truncated,
+            "input_tokens": n_text,
+        }
+        return TriageResult.model_validate(result, context={"taxonomy": self.taxonomy})
+
+    def triage_many(self, tickets: Iterable[TicketInput | TriageError]) -> Iterator[TriageResult | TriageError]:
+        """Triage a stream; an input that fails (or arrives as an error) yields a TriageError line."""
+        for item in tickets:
+            if isinstance(item, TriageError):
+                yield item
+                continue
+            try:
+                yield self.triage(item.text, item.id)
+            except (TicketError, DecodingError) as exc:
+                yield TriageError(id=item.id, error=str(exc))

@@ -1,0 +1,56 @@
+"""Read YAML configuration into pydantic models with errors that name the file, the place and the fix."""
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ticketsmith.runtime.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning I/O and syntax errors into a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path}:{where}: invalid YAML: {problem}. Fix the syntax (indentation, quotes, colons)."
+        ) from None
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location as a YAML path such as `categories[2].subcategories`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def validate_yaml(path: Path, model: type[ModelT]) -> ModelT:
+    """Load `path` and validate it as `model`; every problem is listed with its place."""
+    data = read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; see configs/ in the repository for an example")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {format_location(tuple(err['loc']))}: {message}")
+        raise ConfigError(f"{path}: invalid {model.__name__}:\n" + "\n".join(lines)) from None

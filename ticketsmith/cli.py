@@ -1,0 +1,120 @@
+"""The `ticketsmith` command line."""
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ticketsmith.runtime.errors import TicketsmithError
+from ticketsmith.runtime.grammar import compile_grammar, write_grammar
+from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
+from ticketsmith.runtime.settings import load_settings, packaged_config
+from ticketsmith.runtime.taxonomy import load_taxonomy
+
+app = typer.Typer(help="Raw IT support text in, schema-valid JSON tickets out, fully offline.", no_args_is_help=True)
+
+TaxonomyOption = Annotated[Path | None, typer.Option("--taxonomy", help="taxonomy YAML (default: the packaged one)")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="runtime settings YAML")]
+
+
+def _fail(exc: TicketsmithError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def schema(taxonomy: TaxonomyOption = None) -> None:
+    """Print the JSON Schema of one triage result line."""
+    try:
+        loaded = load_taxonomy(taxonomy or packaged_config("taxonomy.yaml"))
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(result_json_schema(loaded), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def grammar(
+    taxonomy: TaxonomyOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: print)")] = None,
+) -> None:
+    """Compile the taxonomy into the GBNF grammar the runtime decodes under."""
+    try:
+        loaded = load_taxonomy(taxonomy or packaged_config("taxonomy.yaml"))
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    if out is None:
+        typer.echo(compile_grammar(loaded), nl=False)
+    else:
+        write_grammar(loaded, out)
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+def triage(
+    text: Annotated[str | None, typer.Argument(help="one ticket's text")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help='JSONL of {"id", "text"}; - for stdin')] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write JSONL here instead of stdout")] = None,
+    config: ConfigOption = None,
+    model: Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")] = None,
+    lora: Annotated[Path | None, typer.Option(help="GGUF LoRA adapter applied over --model")] = None,
+    taxonomy: TaxonomyOption = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")] = None,
+    gpu_layers: Annotated[int | None, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")] = None,
+) -> None:
+    """Triage one ticket (TEXT) or a JSONL batch (--input) into JSON tickets."""
+    from ticketsmith.runtime.batch_io import read_ticket_lines  # imported here: loads llama.cpp
+    from ticketsmith.runtime.triager import Triager
+
+    if (text is None) == (input_file is None):
+        typer.echo("error: give either TEXT or --input FILE", err=True)
+        raise typer.Exit(code=2)
+    try:
+        settings = load_settings(
+            config,
+            model_path=model,
+            lora_path=lora,
+            taxonomy_path=taxonomy,
+            n_threads=threads,
+            n_ctx=n_ctx,
+            n_gpu_layers=gpu_layers,
+        )
+        triager = Triager(settings)
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    if text is not None:
+        try:
+            typer.echo(triager.triage(text).model_dump_json())
+        except TicketsmithError as exc:
+            raise _fail(exc) from None
+        return
+    assert input_file is not None
+    source = sys.stdin.buffer if str(input_file) == "-" else None
+    try:
+        stream = source or input_file.open("rb")
+    except OSError as exc:
+        typer.echo(f"error: cannot read {input_file}: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    sink = output.open("w", encoding="utf-8") if output else sys.stdout
+    counts = {"ok": 0, "review": 0, "error": 0}
+    started = time.perf_counter()
+    with stream:
+        for result in triager.triage_many(read_ticket_lines(stream)):
+            sink.write(result.model_dump_json() + "\n")
+            sink.flush()  # each finished ticket is on disk even if a later one crashes the process
+            if isinstance(result, TriageError):
+                counts["error"] += 1
+            elif isinstance(result, TriageResult):
+                counts["review" if result.needs_review else "ok"] += 1
+    if output:
+        sink.close()
+    elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+    typer.echo(
+        f"triaged {total} lines in {elapsed:.1f}s: {counts['ok']} accepted, {counts['review']} need review, "
+        f"{counts['error']} errors",
+        err=True,
+    )
