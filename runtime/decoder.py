@@ -109,6 +109,11 @@ class GuidedDecoder:
         )
         return len(self._summary_open) + self.max_summary_tokens + len(self._summary_close) + longest
 
+    def reset(self) -> None:
+        """Forget the cached prompt (the next ticket evaluates its prompt in full)."""
+        self.engine.remove(-1, 0)
+        self._cached.clear()
+
     # --- sequence 0 -----------------------------------------------------------------------------
     def _append(self, tokens: list[int], stats: DecodeStats) -> npt.NDArray[np.float32]:
         """Evaluate `tokens` after sequence 0; returns the logits after the last one."""
@@ -122,18 +127,19 @@ class GuidedDecoder:
             stats.forward_passes += 1
         return logits
 
-    def _feed_prompt(self, tokens: list[int], stats: DecodeStats) -> npt.NDArray[np.float32]:
-        """Evaluate the prompt, reusing the KV cache of the longest prefix shared with the last one."""
-        common = 0
-        for cached, new in zip(self._cached, tokens, strict=False):
-            if cached != new:
-                break
-            common += 1
-        common = min(common, len(tokens) - 1)  # re-evaluate at least one token to get fresh logits
-        self.engine.remove(-1, common)
-        del self._cached[common:]
-        stats.prompt_tokens_evaluated += len(tokens) - common
-        return self._append(tokens[common:], stats)
+    def _feed_prompt(self, tokens: list[int], fixed: int, stats: DecodeStats) -> npt.NDArray[np.float32]:
+        """Evaluate the prompt, reusing the KV cache of its fixed first `fixed` tokens.
+
+        The fixed part and the rest are always evaluated as separate batches, and only the fixed part
+        is reused, so a ticket's logits are bit-for-bit the same whatever was triaged before it."""
+        if self._cached[:fixed] != tokens[:fixed]:
+            self.reset()
+            self._append(tokens[:fixed], stats)
+            stats.prompt_tokens_evaluated += fixed
+        self.engine.remove(-1, fixed)
+        del self._cached[fixed:]
+        stats.prompt_tokens_evaluated += len(tokens) - fixed
+        return self._append(tokens[fixed:], stats)
 
     # --- fields -------------------------------------------------------------------------------
     def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, npt.NDArray[np.float32]]:
@@ -198,11 +204,12 @@ class GuidedDecoder:
         stats.forced_tokens += len(tokens) - evaluated
         return trie.labels[best], confidence, self._append(tokens[evaluated:], stats)
 
-    def decode(self, prompt_tokens: list[int]) -> DecodedAnswer:
+    def decode(self, prompt_tokens: list[int], fixed_prefix: int) -> DecodedAnswer:
+        """Decode the answer to a prompt whose first `fixed_prefix` tokens are the same for every ticket."""
         stats = DecodeStats()
         start = len(prompt_tokens)
         stats.forced_tokens += len(self._summary_open)
-        logits = self._feed_prompt(prompt_tokens + self._summary_open, stats)
+        logits = self._feed_prompt(prompt_tokens + self._summary_open, fixed_prefix, stats)
         values: dict[str, str] = {}
         confidence: dict[str, float] = {}
         values["summary"], confidence["summary"], logits = self._summary(logits, stats)

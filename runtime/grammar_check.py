@@ -12,6 +12,9 @@ from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.errors import ConfigError
 
 
+_TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.float32), ("p", np.float32)], align=True)
+
+
 class GrammarState:
     """One walk through the grammar, token by token."""
 
@@ -31,15 +34,14 @@ class GrammarState:
 
     def allowed_mask(self, tokens: npt.NDArray[np.intc]) -> npt.NDArray[np.bool_]:
         """Which of `tokens` the grammar allows next (end-of-generation tokens: only when complete)."""
-        data = (llama_cpp.llama_token_data * len(tokens))()
-        for i, token in enumerate(tokens):
-            data[i].id = int(token)
-            data[i].logit = 0.0
+        data = np.zeros(len(tokens), dtype=_TOKEN_DATA)
+        data["id"] = tokens
         array = llama_cpp.llama_token_data_array(
-            data=ctypes.cast(data, llama_cpp.llama_token_data_p), size=len(tokens), selected=-1, sorted=False
+            data=data.ctypes.data_as(llama_cpp.llama_token_data_p), size=len(tokens), selected=-1, sorted=False
         )
         llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(array))
-        return np.array([np.isfinite(data[i].logit) for i in range(len(tokens))], dtype=bool)
+        # the grammar sampler only lowers rejected logits to -inf; it neither reorders nor shrinks the array
+        return np.isfinite(data["logit"])
 
     def allows(self, token: int) -> bool:
         return bool(self.allowed_mask(np.array([token], dtype=np.intc))[0])

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ticketsmith.runtime.engine import default_threads
 from ticketsmith.runtime.errors import ConfigError
-from ticketsmith.runtime.yaml_config import format_location, read_yaml
+from ticketsmith.runtime.yaml_config import describe_error, read_yaml
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -61,5 +61,5 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> RuntimeS
         return RuntimeSettings(**values)
     except ValidationError as exc:
         where = str(config_path) if config_path else "settings"
-        lines = [f"  {format_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        lines = [describe_error(e) for e in exc.errors()]
         raise ConfigError(f"{where}: invalid runtime settings:\n" + "\n".join(lines)) from None

@@ -69,24 +69,27 @@ class Triager:
             tokens, was_cut = tokens[: self.text_budget], True
         return self._prefix + tokens + self._suffix, len(tokens), was_cut
 
-    def decode(self, text: str) -> tuple[DecodedAnswer, int, bool]:
-        """The raw decoded answer for `text`, checked token by token against the compiled grammar."""
+    def decode(self, text: str) -> tuple[DecodedAnswer, Ticket, int, bool]:
+        """Decode `text`; the answer's tokens must be a sentence of the compiled grammar (checked by
+        llama.cpp's grammar engine) and its bytes must parse as strict UTF-8 JSON into a valid Ticket."""
         prompt, n_text, truncated = self._prompt_tokens(text)
-        answer = self.decoder.decode(prompt)
+        answer = self.decoder.decode(prompt, len(self._prefix))
         if not grammar_accepts(self.engine, self.grammar, answer.answer_tokens):
             raise DecodingError("the decoded answer is not a sentence of the grammar; this is a bug, please report it")
-        return answer, n_text, truncated
+        raw = b"".join(self.engine.token_bytes(t) for t in answer.answer_tokens)
+        try:
+            ticket = Ticket.model_validate_json(raw.decode("utf-8"), context={"taxonomy": self.taxonomy})
+        except (UnicodeDecodeError, ValidationError) as exc:
+            raise DecodingError(f"the model's answer does not validate: {exc}") from None
+        return answer, ticket, n_text, truncated
 
     def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
-        answer, n_text, truncated = self.decode(text)
-        try:
-            ticket = Ticket.model_validate(answer.values, context={"taxonomy": self.taxonomy})
-        except ValidationError as exc:
-            raise DecodingError(f"the model's answer does not validate: {exc}") from None
+        answer, ticket, n_text, truncated = self.decode(text)
         thresholds = self.settings.review_thresholds.model_dump()
         review = [name for name, p in answer.confidence.items() if p < thresholds[name]]
         result = {
             **ticket.model_dump(),
+            "summary": ticket.summary.strip(),
             "id": ticket_id,
             "confidence": FieldConfidence(**answer.confidence),
             "overall_confidence": min(answer.confidence[f] for f in LABEL_FIELDS),

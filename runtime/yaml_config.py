@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from ticketsmith.runtime.errors import ConfigError
 
@@ -41,6 +42,26 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+_FIXES = {
+    "too_short": "must not be empty: list at least one entry",
+    "missing": "is required: add it",
+    "extra_forbidden": "is not a known key: check its spelling (see configs/ for the expected keys)",
+    "string_pattern_mismatch": (
+        "is not a valid label: no quotes, backslashes or control characters, no leading or trailing spaces"
+    ),
+    "string_too_long": "is too long: keep labels under 80 characters",
+}
+
+
+def describe_error(error: ErrorDetails) -> str:
+    """One line per problem: the place, what is wrong and how to fix it."""
+    place = format_location(tuple(error["loc"]))
+    fix = _FIXES.get(error["type"])
+    if fix is None:
+        return f"  {place}: {error['msg'].removeprefix('Value error, ')}"
+    return f"  {place}: {fix}"
+
+
 def validate_yaml(path: Path, model: type[ModelT]) -> ModelT:
     """Load `path` and validate it as `model`; every problem is listed with its place."""
     data = read_yaml(path)
@@ -49,8 +70,5 @@ def validate_yaml(path: Path, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {format_location(tuple(err['loc']))}: {message}")
+        lines = [describe_error(err) for err in exc.errors()]
         raise ConfigError(f"{path}: invalid {model.__name__}:\n" + "\n".join(lines)) from None
