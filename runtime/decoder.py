@@ -48,7 +48,7 @@ def log_softmax_at(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.ND
     row = logits.astype(np.float64)
     peak = row.max()
     log_norm = peak + np.log(np.exp(row - peak).sum())
-    return row[tokens] - log_norm
+    return np.asarray(row[tokens] - log_norm, dtype=np.float64)
 
 
 class GuidedDecoder:
@@ -105,7 +105,9 @@ class GuidedDecoder:
             for name in ("category", "application", "urgency", "impact", "assignment_group")
         )
         longest += max(
-            max(len(tokens) for tokens in trie.tokens) for (name, _), trie in self._tries.items() if name == "subcategory"
+            max(len(tokens) for tokens in trie.tokens)
+            for (name, _), trie in self._tries.items()
+            if name == "subcategory"
         )
         return len(self._summary_open) + self.max_summary_tokens + len(self._summary_close) + longest
 
@@ -142,7 +144,9 @@ class GuidedDecoder:
         return self._append(tokens[fixed:], stats)
 
     # --- fields -------------------------------------------------------------------------------
-    def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, npt.NDArray[np.float32]]:
+    def _summary(
+        self, logits: npt.NDArray[np.float32], stats: DecodeStats
+    ) -> tuple[str, float, npt.NDArray[np.float32]]:
         close = self._summary_close[0]
         text = ""
         log_probs: list[float] = []

@@ -20,4 +20,6 @@ def embedded_model_path() -> Path:
         candidate = Path(location) / DEFAULT_MODEL_FILE
         if candidate.is_file():
             return candidate
-    raise ModelError(f"{DEFAULT_MODEL_PACKAGE} is installed but has no {DEFAULT_MODEL_FILE}; reinstall: `{INSTALL_HINT}`")
+    raise ModelError(
+        f"{DEFAULT_MODEL_PACKAGE} is installed but has no {DEFAULT_MODEL_FILE}; reinstall: `{INSTALL_HINT}`"
+    )

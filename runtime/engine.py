@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import llama_cpp
 import numpy as np
@@ -61,7 +62,9 @@ class LlamaEngine:
         model_params.n_gpu_layers = n_gpu_layers
         self._model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), model_params)
         if not self._model:
-            raise ModelError(f"llama.cpp could not load {model_path}: the file is corrupt or of an unsupported architecture")
+            raise ModelError(
+                f"llama.cpp could not load {model_path}: the file is corrupt or of an unsupported architecture"
+            )
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_seq_max = min(n_seq_max, llama_cpp.llama_max_parallel_sequences())
         ctx_params = llama_cpp.llama_context_default_params()
@@ -113,7 +116,7 @@ class LlamaEngine:
     # --- vocabulary -------------------------------------------------------------------------
     @property
     def vocab(self) -> llama_cpp.llama_vocab_p:
-        return self._vocab
+        return cast("llama_cpp.llama_vocab_p", self._vocab)
 
     def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = False) -> list[int]:
         data = text.encode("utf-8", errors="replace")

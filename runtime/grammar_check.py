@@ -11,7 +11,6 @@ import numpy.typing as npt
 from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.errors import ConfigError
 
-
 _TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.float32), ("p", np.float32)], align=True)
 
 
@@ -41,7 +40,7 @@ class GrammarState:
         )
         llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(array))
         # the grammar sampler only lowers rejected logits to -inf; it neither reorders nor shrinks the array
-        return np.isfinite(data["logit"])
+        return np.asarray(np.isfinite(data["logit"]), dtype=bool)
 
     def allows(self, token: int) -> bool:
         return bool(self.allowed_mask(np.array([token], dtype=np.intc))[0])

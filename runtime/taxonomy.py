@@ -23,7 +23,9 @@ LABEL_FIELDS: tuple[LabelField, ...] = (
 # Labels go verbatim between JSON quotes in prompts, answers and grammars: keep them plain.
 LabelName = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=80, pattern=r'^[^\s"\\\x00-\x1f\x7f](?:[^"\\\x00-\x1f\x7f]*[^\s"\\\x00-\x1f\x7f])?$'),
+    StringConstraints(
+        min_length=1, max_length=80, pattern=r'^[^\s"\\\x00-\x1f\x7f](?:[^"\\\x00-\x1f\x7f]*[^\s"\\\x00-\x1f\x7f])?$'
+    ),
 ]
 
 

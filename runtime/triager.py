@@ -53,7 +53,9 @@ class Triager:
         self.text_budget = self.engine.n_ctx - len(self._prefix) - len(self._suffix) - self.decoder.max_answer_tokens
         if self.text_budget < MIN_TEXT_TOKENS:
             needed = self.engine.n_ctx - self.text_budget + MIN_TEXT_TOKENS
-            raise ConfigError(f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}")
+            raise ConfigError(
+                f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}"
+            )
 
     def _label_set_sizes(self) -> list[tuple[str, ...]]:
         sets = [self.taxonomy.choices(f) for f in LABEL_FIELDS if f != "subcategory"]

@@ -48,7 +48,7 @@ def walk_tokens(triager: Triager, taxonomy: Taxonomy) -> np.ndarray:
     tokens = {t for t in range(engine.n_vocab) if len(engine.token_bytes(t)) == 1}
     tokens |= set(engine.tokenize(compile_grammar(taxonomy)))
     tokens |= set(range(0, engine.n_vocab, 37))
-    for text in ("\\u00e9\\n\\t\\\"", "Grüße 中文 ñ", "\\uD7FF\\ud800"):
+    for text in ('\\u00e9\\n\\t\\"', "Grüße 中文 ñ", "\\uD7FF\\ud800"):
         tokens |= set(engine.tokenize(text))
     return np.array(sorted(t for t in tokens if whole_characters(engine.token_bytes(t))), dtype=np.intc)
 
@@ -86,7 +86,15 @@ def test_every_grammar_sentence_is_a_valid_ticket(
     text = b"".join(triager.engine.token_bytes(t) for t in walk).decode("utf-8")
     parsed = json.loads(text)
     Ticket.model_validate(parsed, context={"taxonomy": taxonomy})
-    assert list(parsed) == ["summary", "category", "subcategory", "application", "urgency", "impact", "assignment_group"]
+    assert list(parsed) == [
+        "summary",
+        "category",
+        "subcategory",
+        "application",
+        "urgency",
+        "impact",
+        "assignment_group",
+    ]
     assert parsed["subcategory"] in taxonomy.choices("subcategory", parsed["category"])
     assert text == json.dumps(parsed, ensure_ascii=False, separators=(",", ":")) or "\\" in text  # compact
     result_schema = result_json_schema(taxonomy)
@@ -125,8 +133,11 @@ def test_every_valid_ticket_is_a_grammar_sentence(triager: Triager, taxonomy: Ta
 @given(data=st.data())
 def test_grammar_rejects_what_the_schema_rejects(triager: Triager, taxonomy: Taxonomy, data: st.DataObject) -> None:
     values = data.draw(tickets(taxonomy))
-    foreign = [s for s in {s.name for c in taxonomy.categories for s in c.subcategories}
-               if s not in taxonomy.choices("subcategory", values["category"])]
+    foreign = [
+        s
+        for s in {s.name for c in taxonomy.categories for s in c.subcategories}
+        if s not in taxonomy.choices("subcategory", values["category"])
+    ]
     mutation = data.draw(
         st.sampled_from(["foreign_subcategory", "unknown_label", "spaced", "long_summary", "empty_summary"])
     )
@@ -150,7 +161,14 @@ def test_grammar_rejects_what_the_schema_rejects(triager: Triager, taxonomy: Tax
     ids=["raw newline", "raw control", "bad escape", "lone surrogate", "lone low surrogate"],
 )
 def test_grammar_rejects_raw_controls_and_bad_escapes(triager: Triager, taxonomy: Taxonomy, raw: str) -> None:
-    values = {"summary": "x", "category": "Hardware", "subcategory": "Laptop", "application": "Windows",
-              "urgency": "High", "impact": "Team", "assignment_group": "Desktop Support"}
+    values = {
+        "summary": "x",
+        "category": "Hardware",
+        "subcategory": "Laptop",
+        "application": "Windows",
+        "urgency": "High",
+        "impact": "Team",
+        "assignment_group": "Desktop Support",
+    }
     text = render_answer(values).replace('"summary":"x"', f'"summary":"{raw}"')
     assert not grammar_accepts(triager.engine, triager.grammar, triager.engine.tokenize(text))

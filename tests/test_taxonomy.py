@@ -51,7 +51,10 @@ def test_fingerprint_changes_with_labels(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("broken", "expected"),
     [
-        (MINIMAL.replace("[Laptop, Printer]", "[Laptop, laptop]"), "categories[0]: duplicate label 'laptop' in subcategories of 'Hardware'"),
+        (
+            MINIMAL.replace("[Laptop, Printer]", "[Laptop, laptop]"),
+            "categories[0]: duplicate label 'laptop' in subcategories of 'Hardware'",
+        ),
         (MINIMAL.replace("[High, Low]", "[High, High]"), "duplicate label 'High' in urgency"),
         (MINIMAL.replace("default_group: Desk", "default_group: Nowhere"), "default_group 'Nowhere', which is not in"),
         (MINIMAL.replace("[VPN]", "[]"), "categories[1].subcategories: must not be empty"),

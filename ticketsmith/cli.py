@@ -55,7 +55,9 @@ def grammar(
 @app.command()
 def triage(
     text: Annotated[str | None, typer.Argument(help="one ticket's text")] = None,
-    input_file: Annotated[Path | None, typer.Option("--input", "-i", help='JSONL of {"id", "text"}; - for stdin')] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help='JSONL of {"id", "text"}; - for stdin')
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write JSONL here instead of stdout")] = None,
     config: ConfigOption = None,
     model: Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")] = None,
