@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ticketsmith.runtime.schema import TriageError
 from ticketsmith.runtime.triager import TicketInput
+from ticketsmith.runtime.yaml_config import format_location
 
 
 class TicketLine(BaseModel):
@@ -30,10 +31,11 @@ def read_ticket_lines(stream: IO[bytes]) -> Iterator[TicketInput | TriageError]:
             continue
         try:
             ticket = TicketLine.model_validate(data)
-        except ValidationError:
+        except ValidationError as exc:
             ticket_id = data.get("id") if isinstance(data, dict) else None
             safe_id = ticket_id if isinstance(ticket_id, str | int) else None
-            message = f'line {number} needs a string "text" field (and optionally an "id")'
+            problems = "; ".join(f"{format_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+            message = f'line {number} is not {{"id": string or integer, "text": string}} ({problems})'
             yield TriageError(id=safe_id, line=number, error=message)
             continue
         yield TicketInput(text=ticket.text, id=ticket.id)

@@ -1,0 +1,35 @@
+import unicodedata
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ticketsmith.runtime.errors import TicketError
+from ticketsmith.runtime.text_hygiene import clean_ticket_text
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=300)
+
+
+@given(ANY_TEXT, st.integers(min_value=1, max_value=400))
+def test_any_text_is_cleaned_or_clearly_empty(text: str, limit: int) -> None:
+    visible = any(not ch.isspace() and unicodedata.category(ch) not in {"Cc", "Zl", "Zp"} for ch in text[:limit])
+    try:
+        cleaned, was_cut = clean_ticket_text(text, limit)
+    except TicketError:
+        assert not visible
+        return
+    assert cleaned == cleaned.strip() and cleaned
+    assert was_cut == (len(text) > limit)
+    cleaned.encode("utf-8")  # no lone surrogates left
+    assert not any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in cleaned)
+    assert len(cleaned) <= limit
+
+
+def test_lone_surrogates_and_crlf() -> None:
+    assert clean_ticket_text("a\ud800b\r\nc", 100) == ("a?b\nc", False)
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t\r", "\x00\x01", "\u2028"])
+def test_empty(text: str) -> None:
+    with pytest.raises(TicketError):
+        clean_ticket_text(text, 100)
