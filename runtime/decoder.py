@@ -1,10 +1,10 @@
 """Grammar-guided decoding with confidences from the model's own token probabilities.
 
 The answer layout is fixed (answer_format), so the decoder walks it instead of sampling every
-character: the JSON scaffolding is appended in one batch; each label field is decided by scoring
-every allowed label (label plus the scaffolding after it) as its own sequence in one batch, which
-gives the exact probability of each label under the model; only the summary is generated token by
-token, restricted to JSON-safe tokens and bounded in tokens and characters.
+character. Only the summary is generated token by token, restricted to JSON-safe whole-character
+tokens and bounded in tokens and characters. Each label field takes one batched evaluation: the
+forced tokens before it (the previous label's tail, the JSON key) plus the branching nodes of the
+field's label trie, every node in the sequences of the labels below it.
 
 Confidence of a label field = the probability of the chosen label under the grammar-constrained
 model: the product, over the label's tokens (and the scaffolding token that ends it), of the
@@ -144,9 +144,8 @@ class GuidedDecoder:
         return self._append(tokens[fixed:], stats)
 
     # --- fields -------------------------------------------------------------------------------
-    def _summary(
-        self, logits: npt.NDArray[np.float32], stats: DecodeStats
-    ) -> tuple[str, float, npt.NDArray[np.float32]]:
+    def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float]:
+        """Greedy summary over JSON-safe whole-character tokens; stops at the closing token or a bound."""
         close = self._summary_close[0]
         text = ""
         log_probs: list[float] = []
@@ -165,27 +164,27 @@ class GuidedDecoder:
             text += piece
             stats.sampled_tokens += 1
             logits = self._append([token], stats)
-        stats.forced_tokens += len(self._summary_close)
-        logits = self._append(self._summary_close, stats)
         confidence = float(np.exp(np.mean(log_probs))) if log_probs else 0.0
-        return text.strip(), confidence, logits
+        return text.strip(), confidence
 
-    def _choose(
-        self, logits: npt.NDArray[np.float32], trie: LabelTrie, stats: DecodeStats
-    ) -> tuple[str, float, npt.NDArray[np.float32]]:
-        """Score every label under the grammar; keep the best one's KV cache in sequence 0."""
+    def _choose(self, pending: list[int], trie: LabelTrie, stats: DecodeStats) -> tuple[str, float, list[int]]:
+        """Append the forced `pending` tokens and score every label of `trie` under the grammar, in one
+        batch: the pending tokens belong to sequence 0 and to every label's sequence, each trie node to
+        the sequences of the labels below it. Returns the label, its confidence and the winner's tokens
+        that are still to be evaluated (the next call's pending tokens)."""
         base = len(self._cached)
-        node_logits: dict[int, npt.NDArray[np.float32]] = {id(trie.root): logits}
-        if trie.to_evaluate:
-            items = [
-                BatchItem(node.token, base + node.depth - 1, tuple(i + 1 for i in node.labels), True)
-                for node in trie.to_evaluate
-            ]
-            for seq in {s for item in items for s in item.seqs}:
-                self.engine.copy(0, seq, 0, base)
-            rows = self.engine.decode(items)
-            stats.forward_passes += 1
-            node_logits.update({id(node): row for node, row in zip(trie.to_evaluate, rows, strict=True)})
+        label_seqs = tuple(sorted({i + 1 for node in trie.to_evaluate for i in node.labels}))
+        for seq in label_seqs:
+            self.engine.copy(0, seq, 0, base)
+        items = [BatchItem(t, base + i, (0, *label_seqs), i == len(pending) - 1) for i, t in enumerate(pending)]
+        start = base + len(pending)
+        items += [BatchItem(n.token, start + n.depth - 1, tuple(i + 1 for i in n.labels), True) for n in trie.to_evaluate]
+        rows = self.engine.decode(items)
+        stats.forward_passes += 1
+        stats.forced_tokens += len(pending)
+        self._cached.extend(pending)
+        node_logits = {id(trie.root): rows[0]}
+        node_logits.update({id(node): row for node, row in zip(trie.to_evaluate, rows[1:], strict=True)})
         scores = np.zeros(len(trie.labels))
         for index in range(len(trie.labels)):
             parent = trie.root
@@ -200,13 +199,12 @@ class GuidedDecoder:
         confidence = float(probabilities[best] / probabilities.sum())
         tokens = trie.tokens[best]
         evaluated = sum(1 for node in trie.path(best) if id(node) in node_logits)
-        if evaluated:  # reuse the winner's evaluated tokens, drop the other sequences
-            self.engine.copy(best + 1, 0, base, base + evaluated)
+        if evaluated:  # keep the winner's evaluated tokens in sequence 0
+            self.engine.copy(best + 1, 0, start, start + evaluated)
             self._cached.extend(tokens[:evaluated])
-            for seq in range(1, len(trie.labels) + 1):
-                self.engine.remove(seq, 0)
-        stats.forced_tokens += len(tokens) - evaluated
-        return trie.labels[best], confidence, self._append(tokens[evaluated:], stats)
+        for seq in label_seqs:
+            self.engine.remove(seq, 0)
+        return trie.labels[best], confidence, tokens[evaluated:]
 
     def decode(self, prompt_tokens: list[int], fixed_prefix: int) -> DecodedAnswer:
         """Decode the answer to a prompt whose first `fixed_prefix` tokens are the same for every ticket."""
@@ -216,9 +214,11 @@ class GuidedDecoder:
         logits = self._feed_prompt(prompt_tokens + self._summary_open, fixed_prefix, stats)
         values: dict[str, str] = {}
         confidence: dict[str, float] = {}
-        values["summary"], confidence["summary"], logits = self._summary(logits, stats)
+        values["summary"], confidence["summary"] = self._summary(logits, stats)
+        pending = self._summary_close
         for name in FIELD_ORDER[1:]:
             category = values["category"] if name == "subcategory" else None
             trie = self._tries[(name, category)]
-            values[name], confidence[name], logits = self._choose(logits, trie, stats)
-        return DecodedAnswer(values, confidence, self._cached[start:], stats)
+            values[name], confidence[name], pending = self._choose(pending, trie, stats)
+        stats.forced_tokens += len(pending)  # the answer's tail: nothing follows, so never evaluated
+        return DecodedAnswer(values, confidence, self._cached[start:] + pending, stats)
