@@ -178,7 +178,10 @@ class GuidedDecoder:
             self.engine.copy(0, seq, 0, base)
         items = [BatchItem(t, base + i, (0, *label_seqs), i == len(pending) - 1) for i, t in enumerate(pending)]
         start = base + len(pending)
-        items += [BatchItem(n.token, start + n.depth - 1, tuple(i + 1 for i in n.labels), True) for n in trie.to_evaluate]
+        items += [
+            BatchItem(node.token, start + node.depth - 1, tuple(i + 1 for i in node.labels), True)
+            for node in trie.to_evaluate
+        ]
         rows = self.engine.decode(items)
         stats.forward_passes += 1
         stats.forced_tokens += len(pending)
