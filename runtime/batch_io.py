@@ -1,6 +1,7 @@
 """JSONL batch input for `ticketsmith triage --input`: lines of {"id": ..., "text": ...}."""
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import IO
 
@@ -9,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ticketsmith.runtime.schema import TriageError
 from ticketsmith.runtime.triager import TicketInput
 from ticketsmith.runtime.yaml_config import format_location
+
+logger = logging.getLogger(__name__)
 
 
 class TicketLine(BaseModel):
@@ -19,15 +22,17 @@ class TicketLine(BaseModel):
 
 
 def read_ticket_lines(stream: IO[bytes]) -> Iterator[TicketInput | TriageError]:
-    """One item per non-blank line; a line that is not a ticket becomes a TriageError naming it."""
+    """One item per non-blank line. A line that is not JSON at all is taken as the ticket's text (no
+    ticket is dropped for its format); a JSON line without a string "text" becomes a TriageError."""
     for number, raw in enumerate(stream, start=1):
         line = raw.decode("utf-8", errors="replace").strip()
         if not line:
             continue
         try:
-            data = json.loads(line)
+            data = json.loads(line, strict=False)  # strict=False: raw control characters inside strings
         except json.JSONDecodeError as exc:
-            yield TriageError(line=number, error=f"line {number} is not JSON: {exc.msg}")
+            logger.warning("line %d is not JSON (%s): triaged as plain text", number, exc.msg)
+            yield TicketInput(text=line)
             continue
         try:
             ticket = TicketLine.model_validate(data)

@@ -14,6 +14,7 @@ search over the label trie, not a greedy token walk). The subcategory's competit
 category's subcategories."""
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from ticketsmith.runtime.label_trie import LabelTrie
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 
+LabelSearch = Literal["exact", "greedy"]
 _FORBIDDEN_IN_SUMMARY = {ord('"'), ord("\\"), 0x7F, *range(0x20)}
 
 
@@ -54,10 +56,13 @@ def log_softmax_at(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.ND
 class GuidedDecoder:
     """Decodes answers for one engine and taxonomy; keeps sequence 0's tokens to reuse its KV cache."""
 
-    def __init__(self, engine: LlamaEngine, taxonomy: Taxonomy, max_summary_tokens: int) -> None:
+    def __init__(
+        self, engine: LlamaEngine, taxonomy: Taxonomy, max_summary_tokens: int, label_search: LabelSearch = "exact"
+    ) -> None:
         self.engine = engine
         self.taxonomy = taxonomy
         self.max_summary_tokens = max_summary_tokens
+        self.label_search = label_search
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0
         self._summary_open = engine.tokenize(key_prefix(0))
         self._summary_close = engine.tokenize(key_prefix(1))
@@ -99,6 +104,11 @@ class GuidedDecoder:
         return table
 
     @property
+    def content_mask(self) -> npt.NDArray[np.bool_]:
+        """Tokens the summary may use after its first token (JSON-safe whole characters)."""
+        return self._content_mask
+
+    @property
     def max_answer_tokens(self) -> int:
         longest = sum(
             max(len(tokens) for tokens in self._tries[(name, None)].tokens)
@@ -117,7 +127,7 @@ class GuidedDecoder:
         self._cached.clear()
 
     # --- sequence 0 -----------------------------------------------------------------------------
-    def _append(self, tokens: list[int], stats: DecodeStats) -> npt.NDArray[np.float32]:
+    def append(self, tokens: list[int], stats: DecodeStats) -> npt.NDArray[np.float32]:
         """Evaluate `tokens` after sequence 0; returns the logits after the last one."""
         logits = np.empty(0, dtype=np.float32)
         for start in range(0, len(tokens), self.engine.n_batch):
@@ -129,19 +139,19 @@ class GuidedDecoder:
             stats.forward_passes += 1
         return logits
 
-    def _feed_prompt(self, tokens: list[int], fixed: int, stats: DecodeStats) -> npt.NDArray[np.float32]:
+    def feed_prompt(self, tokens: list[int], fixed: int, stats: DecodeStats) -> npt.NDArray[np.float32]:
         """Evaluate the prompt, reusing the KV cache of its fixed first `fixed` tokens.
 
         The fixed part and the rest are always evaluated as separate batches, and only the fixed part
         is reused, so a ticket's logits are bit-for-bit the same whatever was triaged before it."""
         if self._cached[:fixed] != tokens[:fixed]:
             self.reset()
-            self._append(tokens[:fixed], stats)
+            self.append(tokens[:fixed], stats)
             stats.prompt_tokens_evaluated += fixed
         self.engine.remove(-1, fixed)
         del self._cached[fixed:]
         stats.prompt_tokens_evaluated += len(tokens) - fixed
-        return self._append(tokens[fixed:], stats)
+        return self.append(tokens[fixed:], stats)
 
     # --- fields -------------------------------------------------------------------------------
     def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float]:
@@ -163,7 +173,7 @@ class GuidedDecoder:
             log_probs.append(float(log_softmax_at(logits, [token])[0]))
             text += piece
             stats.sampled_tokens += 1
-            logits = self._append([token], stats)
+            logits = self.append([token], stats)
         confidence = float(np.exp(np.mean(log_probs))) if log_probs else 0.0
         return text.strip(), confidence
 
@@ -197,7 +207,7 @@ class GuidedDecoder:
                     log_probs = log_softmax_at(node_logits[id(parent)], siblings)
                     scores[index] += log_probs[siblings.index(node.token)]
                 parent = node
-        best = int(np.argmax(scores))
+        best = self._greedy_path(trie, node_logits) if self.label_search == "greedy" else int(np.argmax(scores))
         probabilities = np.exp(scores - scores.max())
         confidence = float(probabilities[best] / probabilities.sum())
         tokens = trie.tokens[best]
@@ -209,12 +219,25 @@ class GuidedDecoder:
             self.engine.remove(seq, 0)
         return trie.labels[best], confidence, tokens[evaluated:]
 
+    @staticmethod
+    def _greedy_path(trie: LabelTrie, node_logits: dict[int, npt.NDArray[np.float32]]) -> int:
+        """The label a greedy token-by-token sampler under the grammar would pick."""
+        node = trie.root
+        while node.children:
+            children = list(node.children.values())
+            if len(children) == 1:
+                node = children[0]
+                continue
+            logits = node_logits[id(node)]
+            node = max(children, key=lambda child: logits[child.token])
+        return node.labels[0]
+
     def decode(self, prompt_tokens: list[int], fixed_prefix: int) -> DecodedAnswer:
         """Decode the answer to a prompt whose first `fixed_prefix` tokens are the same for every ticket."""
         stats = DecodeStats()
         start = len(prompt_tokens)
         stats.forced_tokens += len(self._summary_open)
-        logits = self._feed_prompt(prompt_tokens + self._summary_open, fixed_prefix, stats)
+        logits = self.feed_prompt(prompt_tokens + self._summary_open, fixed_prefix, stats)
         values: dict[str, str] = {}
         confidence: dict[str, float] = {}
         values["summary"], confidence["summary"] = self._summary(logits, stats)

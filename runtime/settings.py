@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ticketsmith.runtime.decoder import LabelSearch
 from ticketsmith.runtime.engine import default_threads
 from ticketsmith.runtime.errors import ConfigError
 from ticketsmith.runtime.yaml_config import describe_error, read_yaml
@@ -42,6 +43,9 @@ class RuntimeSettings(BaseSettings):
     n_threads: Annotated[int, Field(ge=1)] = Field(default_factory=default_threads)
     n_gpu_layers: Annotated[int, Field(ge=-1)] = 0
     max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = 32
+    label_search: LabelSearch = Field(
+        "exact", description="exact: the most probable label; greedy: token by token, as a plain sampler would"
+    )
     review_thresholds: ReviewThresholds = Field(default_factory=ReviewThresholds)
 
 

@@ -49,7 +49,7 @@ class Triager:
         self.prompt_version = parts.version
         self._prefix = self.engine.tokenize(parts.prefix, add_special=True, parse_special=True)
         self._suffix = self.engine.tokenize(parts.suffix, parse_special=True)
-        self.decoder = GuidedDecoder(self.engine, self.taxonomy, settings.max_summary_tokens)
+        self.decoder = GuidedDecoder(self.engine, self.taxonomy, settings.max_summary_tokens, settings.label_search)
         self.text_budget = self.engine.n_ctx - len(self._prefix) - len(self._suffix) - self.decoder.max_answer_tokens
         if self.text_budget < MIN_TEXT_TOKENS:
             needed = self.engine.n_ctx - self.text_budget + MIN_TEXT_TOKENS
@@ -61,10 +61,15 @@ class Triager:
         sets = [self.taxonomy.choices(f) for f in LABEL_FIELDS if f != "subcategory"]
         return sets + [self.taxonomy.choices("subcategory", c.name) for c in self.taxonomy.categories]
 
+    @property
+    def fixed_prefix_length(self) -> int:
+        """Tokens before the ticket text: the same for every ticket, their KV cache is reused."""
+        return len(self._prefix)
+
     def close(self) -> None:
         self.engine.close()
 
-    def _prompt_tokens(self, text: str) -> tuple[list[int], int, bool]:
+    def prompt_tokens(self, text: str) -> tuple[list[int], int, bool]:
         cleaned, was_cut = clean_ticket_text(text, self.text_budget * CHARS_PER_TOKEN_BOUND)
         tokens = self.engine.tokenize(cleaned)  # no special tokens: the ticket cannot forge the template
         if len(tokens) > self.text_budget:
@@ -74,8 +79,8 @@ class Triager:
     def decode(self, text: str) -> tuple[DecodedAnswer, Ticket, int, bool]:
         """Decode `text`; the answer's tokens must be a sentence of the compiled grammar (checked by
         llama.cpp's grammar engine) and its bytes must parse as strict UTF-8 JSON into a valid Ticket."""
-        prompt, n_text, truncated = self._prompt_tokens(text)
-        answer = self.decoder.decode(prompt, len(self._prefix))
+        prompt, n_text, truncated = self.prompt_tokens(text)
+        answer = self.decoder.decode(prompt, self.fixed_prefix_length)
         if not grammar_accepts(self.engine, self.grammar, answer.answer_tokens):
             raise DecodingError("the decoded answer is not a sentence of the grammar; this is a bug, please report it")
         raw = b"".join(self.engine.token_bytes(t) for t in answer.answer_tokens)

@@ -36,19 +36,24 @@ def test_batch_of_hostile_lines(tmp_path: Path, schema: dict[str, object]) -> No
         json.dumps({"id": "f", "text": "x" * 200_000}),
     ]
     source = tmp_path / "in.jsonl"
-    source.write_bytes(("\n".join(lines) + "\n\n").encode() + b'{"id": "g", "text": "bad bytes \xff\xfe here"}\n')
+    raw_controls = b'{"id": "h", "text": "raw \x00\x07 controls\tinside"}\n'
+    source.write_bytes(
+        ("\n".join(lines) + "\n\n").encode() + b'{"id": "g", "text": "bad bytes \xff\xfe here"}\n' + raw_controls
+    )
     target = tmp_path / "out.jsonl"
     out = run("triage", "--input", str(source), "--output", str(target), "--threads", "2")
     assert out.returncode == 0, out.stderr
     results = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
-    assert [r.get("id") for r in results] == ["a", "b", None, 7, "d", "e", "f", "g"]
+    assert [r.get("id") for r in results] == ["a", "b", None, 7, "d", "e", "f", "g", "h"]
     errors = [r for r in results if "error" in r]
-    assert [e.get("line") or e["id"] for e in errors] == ["b", 3, 5]
+    assert [e.get("line") or e["id"] for e in errors] == ["b", 5]  # empty text; text not a string
+    assert "error" not in results[2]  # the plain-text line was triaged as text
     for result in results:
         if "error" not in result:
             jsonschema.validate(result, schema)
     assert next(r for r in results if r["id"] == "f")["truncated"] is True
-    assert b"triaged 8 lines" in out.stderr
+    assert b"triaged 9 lines" in out.stderr
+    assert b"line 3 is not JSON" in out.stderr
 
 
 def test_single_text_prints_one_ticket(schema: dict[str, object]) -> None:

@@ -7,7 +7,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from ticketsmith.runtime.answer_format import key_prefix
+from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix
 from ticketsmith.runtime.engine import BatchItem
 from ticketsmith.runtime.errors import TicketError
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
@@ -120,7 +120,7 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(fresh_
     result = triager.triage(text)
     answer, _, _, _ = triager.decode(text)
     engine, decoder = triager.engine, triager.decoder
-    prompt, _, _ = triager._prompt_tokens(text)
+    prompt, _, _ = triager.prompt_tokens(text)
     labels = triager.taxonomy.choices("category")
     candidates = [engine.tokenize(label + key_prefix(2)) for label in labels]
     start = len(prompt) + len(decoder._summary_open) + answer.stats.sampled_tokens + len(decoder._summary_close)
@@ -142,3 +142,26 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(fresh_
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-6)
     assert labels[int(np.argmax(probabilities))] == result.category
     assert result.confidence.category == pytest.approx(float(probabilities.max()), abs=2e-2)
+
+
+def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(triager: Triager) -> None:
+    """Where every label of a field starts with its own token, the most probable label is the one a
+    greedy sampler picks; elsewhere exact search may pick a label greedy decoding would miss."""
+    text = "Excel freezes when I open the quarterly report, whole finance team affected"
+    exact = triager.triage(text)
+    triager.decoder.label_search = "greedy"
+    try:
+        greedy = triager.triage(text)
+    finally:
+        triager.decoder.label_search = "exact"
+    tries = triager.decoder._tries
+    compared = 0
+    for field in FIELD_ORDER[1:]:  # later fields see earlier answers: compare up to the first difference
+        trie = tries[(field, exact.category if field == "subcategory" else None)]
+        if not trie.to_evaluate:
+            assert getattr(greedy, field) == getattr(exact, field)
+            compared += 1
+        if getattr(greedy, field) != getattr(exact, field):
+            break
+    assert compared
+    assert greedy.confidence.model_dump().keys() == exact.confidence.model_dump().keys()

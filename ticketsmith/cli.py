@@ -1,6 +1,7 @@
 """The `ticketsmith` command line."""
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,14 @@ from ticketsmith.runtime.settings import load_settings, packaged_config
 from ticketsmith.runtime.taxonomy import load_taxonomy
 
 app = typer.Typer(help="Raw IT support text in, schema-valid JSON tickets out, fully offline.", no_args_is_help=True)
+data_app = typer.Typer(help="Make labelled ticket datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
 
 TaxonomyOption = Annotated[Path | None, typer.Option("--taxonomy", help="taxonomy YAML (default: the packaged one)")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="runtime settings YAML")]
@@ -120,3 +129,25 @@ def triage(
         f"{counts['error']} errors",
         err=True,
     )
+
+
+@data_app.command("synth")
+def data_synth(
+    n: Annotated[int, typer.Option("-n", help="number of tickets", min=1)] = 500,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same tickets")] = 0,
+    taxonomy: TaxonomyOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file (default: stdout)")] = None,
+) -> None:
+    """Generate labelled synthetic tickets from the taxonomy."""
+    from ticketsmith.train.synth import generate
+
+    try:
+        loaded = load_taxonomy(taxonomy or packaged_config("taxonomy.yaml"))
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    sink = out.open("w", encoding="utf-8") if out else sys.stdout
+    for ticket in generate(loaded, n, seed):
+        sink.write(ticket.model_dump_json() + "\n")
+    if out:
+        sink.close()
+        typer.echo(f"wrote {n} tickets to {out}", err=True)
