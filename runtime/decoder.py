@@ -39,7 +39,8 @@ class DecodeStats:
 
 @dataclass
 class DecodedAnswer:
-    values: dict[str, str]
+    """The answer's tokens (the Triager parses them into the ticket) and each field's confidence."""
+
     confidence: dict[str, float]
     answer_tokens: list[int]
     stats: DecodeStats = field(default_factory=DecodeStats)
@@ -102,6 +103,11 @@ class GuidedDecoder:
             labels = self.taxonomy.choices(name, category)
             table[(name, category)] = LabelTrie([(label, self.engine.tokenize(label + suffix)) for label in labels])
         return table
+
+    def largest_batch(self) -> int:
+        """Tokens in the biggest label-scoring batch: pending tokens plus a trie's branching nodes."""
+        longest_pending = max(len(self._summary_close), *(len(t) for trie in self._tries.values() for t in trie.tokens))
+        return longest_pending + max(len(trie.to_evaluate) for trie in self._tries.values())
 
     @property
     def content_mask(self) -> npt.NDArray[np.bool_]:
@@ -182,6 +188,7 @@ class GuidedDecoder:
         batch: the pending tokens belong to sequence 0 and to every label's sequence, each trie node to
         the sequences of the labels below it. Returns the label, its confidence and the winner's tokens
         that are still to be evaluated (the next call's pending tokens)."""
+        assert pending, "a label is always followed by scaffolding that is not yet evaluated"
         base = len(self._cached)
         label_seqs = tuple(sorted({i + 1 for node in trie.to_evaluate for i in node.labels}))
         for seq in label_seqs:
@@ -198,14 +205,17 @@ class GuidedDecoder:
         self._cached.extend(pending)
         node_logits = {id(trie.root): rows[0]}
         node_logits.update({id(node): row for node, row in zip(trie.to_evaluate, rows[1:], strict=True)})
+        branch_log_probs: dict[int, dict[int, float]] = {}  # per branching node: its children's log-probs
+        for node in (trie.root, *trie.to_evaluate):
+            if len(node.children) > 1:
+                children = list(node.children)
+                log_probs = log_softmax_at(node_logits[id(node)], children)
+                branch_log_probs[id(node)] = dict(zip(children, log_probs.tolist(), strict=True))
         scores = np.zeros(len(trie.labels))
         for index in range(len(trie.labels)):
             parent = trie.root
             for node in trie.path(index):
-                if len(parent.children) > 1:
-                    siblings = list(parent.children)
-                    log_probs = log_softmax_at(node_logits[id(parent)], siblings)
-                    scores[index] += log_probs[siblings.index(node.token)]
+                scores[index] += branch_log_probs.get(id(parent), {}).get(node.token, 0.0)
                 parent = node
         best = self._greedy_path(trie, node_logits) if self.label_search == "greedy" else int(np.argmax(scores))
         probabilities = np.exp(scores - scores.max())
@@ -247,4 +257,4 @@ class GuidedDecoder:
             trie = self._tries[(name, category)]
             values[name], confidence[name], pending = self._choose(pending, trie, stats)
         stats.forced_tokens += len(pending)  # the answer's tail: nothing follows, so never evaluated
-        return DecodedAnswer(values, confidence, self._cached[start:] + pending, stats)
+        return DecodedAnswer(confidence, self._cached[start:] + pending, stats)

@@ -54,7 +54,6 @@ class LlamaEngine:
         n_gpu_layers: int,
         n_seq_max: int,
         n_batch: int = 512,
-        lora_path: Path | None = None,
     ) -> None:
         check_gguf_file(model_path)
         llama_cpp.llama_backend_init()
@@ -85,19 +84,6 @@ class LlamaEngine:
         self.n_batch = n_batch
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, self.n_seq_max)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self._lora = None
-        if lora_path is not None:
-            self._apply_lora(lora_path)
-
-    def _apply_lora(self, lora_path: Path) -> None:
-        check_gguf_file(lora_path)
-        self._lora = llama_cpp.llama_adapter_lora_init(self._model, str(lora_path).encode())
-        if not self._lora:
-            raise ModelError(f"llama.cpp could not load the LoRA adapter {lora_path} for this base model")
-        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora)
-        scales = (ctypes.c_float * 1)(1.0)
-        if llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
-            raise ModelError(f"llama.cpp could not apply the LoRA adapter {lora_path}")
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

@@ -37,7 +37,6 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TICKETSMITH_", env_nested_delimiter="__", extra="forbid")
 
     model_path: Path | None = Field(None, description="GGUF model; unset: the embedded SmolLM2-135M default")
-    lora_path: Path | None = Field(None, description="GGUF LoRA adapter applied over model_path")
     taxonomy_path: Path = Field(default_factory=lambda: packaged_config("taxonomy.yaml"))
     n_ctx: Annotated[int, Field(ge=512, le=131072)] = 4096
     n_threads: Annotated[int, Field(ge=1)] = Field(default_factory=default_threads)
@@ -56,7 +55,7 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> RuntimeS
         data = read_yaml(config_path)
         if not isinstance(data, dict):
             raise ConfigError(f"{config_path}: expected a mapping of settings, e.g. `n_threads: 2`")
-        for key in ("model_path", "lora_path", "taxonomy_path"):
+        for key in ("model_path", "taxonomy_path"):
             if isinstance(data.get(key), str):
                 data[key] = str((config_path.parent / data[key]).resolve())
         values.update(data)

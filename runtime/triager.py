@@ -35,14 +35,16 @@ class Triager:
         self.taxonomy = load_taxonomy(settings.taxonomy_path)
         self.grammar = compile_grammar(self.taxonomy)
         self.model_path = settings.model_path or embedded_model_path()
+        largest_set = max(len(labels) for labels in self._label_sets())
         self.engine = LlamaEngine(
             self.model_path,
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads,
             n_gpu_layers=settings.n_gpu_layers,
-            n_seq_max=1 + max(len(c) for c in self._label_set_sizes()),
-            lora_path=settings.lora_path,
+            n_seq_max=1 + largest_set,  # sequence 0 plus one per label being scored
         )
+        if largest_set + 1 > self.engine.n_seq_max:
+            raise ConfigError(f"a field has {largest_set} labels; llama.cpp scores at most {self.engine.n_seq_max - 1}")
         GrammarState(self.engine, self.grammar).close()  # llama.cpp must compile it: fail at start-up
         builder = PromptBuilder(self.taxonomy, self.engine.metadata("tokenizer.chat_template"))
         parts = builder.parts()
@@ -50,6 +52,8 @@ class Triager:
         self._prefix = self.engine.tokenize(parts.prefix, add_special=True, parse_special=True)
         self._suffix = self.engine.tokenize(parts.suffix, parse_special=True)
         self.decoder = GuidedDecoder(self.engine, self.taxonomy, settings.max_summary_tokens, settings.label_search)
+        if self.decoder.largest_batch() > self.engine.n_batch:
+            raise ConfigError("the taxonomy's labels need a larger batch than llama.cpp was given; shorten them")
         self.text_budget = self.engine.n_ctx - len(self._prefix) - len(self._suffix) - self.decoder.max_answer_tokens
         if self.text_budget < MIN_TEXT_TOKENS:
             needed = self.engine.n_ctx - self.text_budget + MIN_TEXT_TOKENS
@@ -57,7 +61,7 @@ class Triager:
                 f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}"
             )
 
-    def _label_set_sizes(self) -> list[tuple[str, ...]]:
+    def _label_sets(self) -> list[tuple[str, ...]]:
         sets = [self.taxonomy.choices(f) for f in LABEL_FIELDS if f != "subcategory"]
         return sets + [self.taxonomy.choices("subcategory", c.name) for c in self.taxonomy.categories]
 

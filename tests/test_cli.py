@@ -100,3 +100,43 @@ def test_grammar_command_matches_checked_in_file() -> None:
     out = run("grammar")
     assert out.returncode == 0
     assert out.stdout.decode() == (REPO / "grammars" / "ticket.gbnf").read_text(encoding="utf-8")
+
+
+def test_data_synth_import_and_eval_chain(tmp_path: Path) -> None:
+    synth = run("data", "synth", "-n", "30", "--seed", "4", "--out", str(tmp_path / "synth.jsonl"))
+    assert synth.returncode == 0, synth.stderr
+    imported = run(
+        "data",
+        "import",
+        str(tmp_path / "synth.jsonl"),
+        "--map",
+        "id=id,text=text,category=category,subcategory=subcategory,urgency=urgency",
+        "--out",
+        str(tmp_path / "data"),
+    )
+    assert imported.returncode == 0, imported.stderr
+    report = json.loads(imported.stdout)
+    assert report["rows"] == 30 and sum(report["splits"].values()) == report["kept"]
+    evaluated = run(
+        "eval",
+        "--data",
+        str(tmp_path / "data" / "train.jsonl"),
+        "--limit",
+        "3",
+        "--out",
+        str(tmp_path / "report"),
+        "--threads",
+        "2",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((tmp_path / "report" / "eval.json").read_text())
+    assert set(metrics["fields"]) == {"category", "subcategory", "urgency"}
+    assert metrics["tickets"] == 3
+
+
+def test_data_import_bad_mapping_is_one_clear_error(tmp_path: Path) -> None:
+    export = tmp_path / "e.csv"
+    export.write_text("title,type\nVPN down,Network\n")
+    out = run("data", "import", str(export), "--map", "text=body", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2
+    assert b"no column body" in out.stderr and b"Traceback" not in out.stderr

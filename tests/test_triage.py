@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -9,9 +10,9 @@ import pytest
 
 from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix
 from ticketsmith.runtime.engine import BatchItem
-from ticketsmith.runtime.errors import TicketError
+from ticketsmith.runtime.errors import ConfigError, TicketError
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
-from ticketsmith.runtime.settings import RuntimeSettings
+from ticketsmith.runtime.settings import RuntimeSettings, load_settings
 from ticketsmith.runtime.taxonomy import Taxonomy
 from ticketsmith.runtime.triager import TicketInput, Triager
 
@@ -165,3 +166,14 @@ def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(triag
             break
     assert compared
     assert greedy.confidence.model_dump().keys() == exact.confidence.model_dump().keys()
+
+
+def test_a_taxonomy_beyond_llama_cpp_limits_is_refused_at_start_up(tmp_path: Path) -> None:
+    apps = ", ".join(f"App {i}" for i in range(300))
+    taxonomy = tmp_path / "big.yaml"
+    taxonomy.write_text(
+        "categories: [{name: Hardware, subcategories: [Laptop]}]\n"
+        f"applications: [{apps}]\nurgency: [High]\nimpact: [One]\nassignment_groups: [Desk]\n"
+    )
+    with pytest.raises(ConfigError, match="a field has 300 labels"):
+        Triager(load_settings(taxonomy_path=taxonomy, n_threads=2))

@@ -5,7 +5,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +13,10 @@ from ticketsmith.runtime.errors import TicketsmithError
 from ticketsmith.runtime.grammar import compile_grammar, write_grammar
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
 from ticketsmith.runtime.settings import load_settings, packaged_config
-from ticketsmith.runtime.taxonomy import load_taxonomy
+from ticketsmith.runtime.taxonomy import Taxonomy, load_taxonomy
+
+if TYPE_CHECKING:
+    from ticketsmith.runtime.triager import Triager
 
 app = typer.Typer(help="Raw IT support text in, schema-valid JSON tickets out, fully offline.", no_args_is_help=True)
 data_app = typer.Typer(help="Make labelled ticket datasets.", no_args_is_help=True)
@@ -34,13 +37,18 @@ def _fail(exc: TicketsmithError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _taxonomy(path: Path | None) -> Taxonomy:
+    """The given taxonomy, or the packaged default; a broken one ends the command with its message."""
+    try:
+        return load_taxonomy(path or packaged_config("taxonomy.yaml"))
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+
+
 @app.command()
 def schema(taxonomy: TaxonomyOption = None) -> None:
     """Print the JSON Schema of one triage result line."""
-    try:
-        loaded = load_taxonomy(taxonomy or packaged_config("taxonomy.yaml"))
-    except TicketsmithError as exc:
-        raise _fail(exc) from None
+    loaded = _taxonomy(taxonomy)
     typer.echo(json.dumps(result_json_schema(loaded), indent=2, ensure_ascii=False))
 
 
@@ -50,15 +58,39 @@ def grammar(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: print)")] = None,
 ) -> None:
     """Compile the taxonomy into the GBNF grammar the runtime decodes under."""
-    try:
-        loaded = load_taxonomy(taxonomy or packaged_config("taxonomy.yaml"))
-    except TicketsmithError as exc:
-        raise _fail(exc) from None
+    loaded = _taxonomy(taxonomy)
     if out is None:
         typer.echo(compile_grammar(loaded), nl=False)
     else:
         write_grammar(loaded, out)
         typer.echo(f"wrote {out}", err=True)
+
+
+ModelOption = Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads")]
+NCtxOption = Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")]
+GpuLayersOption = Annotated[int | None, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")]
+
+
+def _load_triager(
+    config: Path | None,
+    model: Path | None,
+    taxonomy: Path | None,
+    threads: int | None,
+    n_ctx: int | None,
+    gpu_layers: int | None,
+) -> "Triager":
+    from ticketsmith.runtime.triager import Triager  # imported here: loads llama.cpp
+
+    settings = load_settings(
+        config,
+        model_path=model,
+        taxonomy_path=taxonomy,
+        n_threads=threads,
+        n_ctx=n_ctx,
+        n_gpu_layers=gpu_layers,
+    )
+    return Triager(settings)
 
 
 @app.command()
@@ -69,31 +101,20 @@ def triage(
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write JSONL here instead of stdout")] = None,
     config: ConfigOption = None,
-    model: Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")] = None,
-    lora: Annotated[Path | None, typer.Option(help="GGUF LoRA adapter applied over --model")] = None,
+    model: ModelOption = None,
     taxonomy: TaxonomyOption = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
-    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")] = None,
-    gpu_layers: Annotated[int | None, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")] = None,
+    threads: ThreadsOption = None,
+    n_ctx: NCtxOption = None,
+    gpu_layers: GpuLayersOption = None,
 ) -> None:
     """Triage one ticket (TEXT) or a JSONL batch (--input) into JSON tickets."""
-    from ticketsmith.runtime.batch_io import read_ticket_lines  # imported here: loads llama.cpp
-    from ticketsmith.runtime.triager import Triager
+    from ticketsmith.runtime.batch_io import read_ticket_lines
 
     if (text is None) == (input_file is None):
         typer.echo("error: give either TEXT or --input FILE", err=True)
         raise typer.Exit(code=2)
     try:
-        settings = load_settings(
-            config,
-            model_path=model,
-            lora_path=lora,
-            taxonomy_path=taxonomy,
-            n_threads=threads,
-            n_ctx=n_ctx,
-            n_gpu_layers=gpu_layers,
-        )
-        triager = Triager(settings)
+        triager = _load_triager(config, model, taxonomy, threads, n_ctx, gpu_layers)
     except TicketsmithError as exc:
         raise _fail(exc) from None
     if text is not None:
@@ -141,13 +162,66 @@ def data_synth(
     """Generate labelled synthetic tickets from the taxonomy."""
     from ticketsmith.train.synth import generate
 
-    try:
-        loaded = load_taxonomy(taxonomy or packaged_config("taxonomy.yaml"))
-    except TicketsmithError as exc:
-        raise _fail(exc) from None
+    loaded = _taxonomy(taxonomy)
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
     for ticket in generate(loaded, n, seed):
         sink.write(ticket.model_dump_json() + "\n")
     if out:
         sink.close()
         typer.echo(f"wrote {n} tickets to {out}", err=True)
+
+
+@data_app.command("import")
+def data_import(
+    export: Annotated[Path, typer.Argument(help="ITSM export: .csv or .jsonl")],
+    mapping: Annotated[str, typer.Option("--map", help="FIELD=COLUMN[+COLUMN],... e.g. text=title+body,category=Type")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for train/dev/test.jsonl")],
+    taxonomy: TaxonomyOption = None,
+    derive_taxonomy: Annotated[
+        Path | None, typer.Option("--derive-taxonomy", help="write a taxonomy YAML from the export's labels and use it")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the stratified split")] = 0,
+) -> None:
+    """Import an ITSM export: clean, de-duplicate, check labels, split train/dev/test."""
+    from ticketsmith.train import data_import as importer
+
+    try:
+        fields = importer.parse_mapping(mapping)
+        if derive_taxonomy is not None:
+            importer.write_taxonomy(importer.derive_taxonomy(export, fields, derive_taxonomy.stem), derive_taxonomy)
+            typer.echo(f"wrote {derive_taxonomy}", err=True)
+        loaded = _taxonomy(derive_taxonomy or taxonomy)
+        splits, report = importer.import_export(export, fields, loaded, seed)
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    importer.write_splits(splits, out)
+    (out / "import_report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    typer.echo(report.model_dump_json(indent=2))
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="labelled JSONL: text plus any of the label fields")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="report folder")] = Path("eval-report"),
+    limit: Annotated[int | None, typer.Option(help="evaluate the first N tickets only")] = None,
+    target_precision: Annotated[float, typer.Option(help="precision the review threshold should reach")] = 0.9,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    taxonomy: TaxonomyOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Evaluate a model on a labelled split through the real runtime path; writes eval.md, eval.json
+    and reliability.png. Fields a dataset does not label are skipped, not scored as wrong."""
+    from ticketsmith.train.evaluate import evaluate as run_evaluation
+    from ticketsmith.train.evaluate import read_labelled, write_report
+
+    try:
+        triager = _load_triager(config, model, taxonomy, threads, None, None)
+        rows = read_labelled(data, limit)
+    except (TicketsmithError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    report, bins = run_evaluation(triager, rows, data.name, target_precision)
+    write_report(report, bins, out)
+    typer.echo(f"wrote {out / 'eval.md'}", err=True)
+    typer.echo((out / "eval.md").read_text(encoding="utf-8"))

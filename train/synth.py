@@ -8,8 +8,7 @@ import itertools
 import random
 from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict
-
+from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS, Ticket
 from ticketsmith.runtime.taxonomy import Label, Taxonomy
 
 URGENCY_CUES = {
@@ -50,18 +49,11 @@ SIGNATURES = [
 FORWARD = "\n\n-----Original Message-----\nFrom: helpdesk@example.com\nSent: Monday 09:12\nSubject: RE: ticket\n"
 
 
-class SyntheticTicket(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SyntheticTicket(Ticket):
+    """A labelled ticket; validated against the taxonomy like any answer (context={"taxonomy": ...})."""
 
     id: str
     text: str
-    summary: str
-    category: str
-    subcategory: str
-    application: str
-    urgency: str
-    impact: str
-    assignment_group: str
     language: str
 
 
@@ -116,15 +108,16 @@ def generate(taxonomy: Taxonomy, n: int, seed: int = 0, foreign_share: float = 0
             text += FORWARD + "Previous message about an older issue, already closed."
         app_part = f" in {application.name}" if _mentions(application) else ""
         summary = f"{sub.name} issue{app_part}: {keyword} {IMPACT_SUMMARY[_scale_index(taxonomy.impact, m)]}"
-        yield SyntheticTicket(
-            id=f"syn-{seed}-{i:06d}",
-            text=text,
-            summary=summary[:200],
-            category=category.name,
-            subcategory=sub.name,
-            application=application.name,
-            urgency=taxonomy.urgency[u].name,
-            impact=taxonomy.impact[m].name,
-            assignment_group=category.default_group or rng.choice(groups),
-            language=language,
-        )
+        ticket = {
+            "id": f"syn-{seed}-{i:06d}",
+            "text": text,
+            "summary": summary[:SUMMARY_MAX_CHARS],
+            "category": category.name,
+            "subcategory": sub.name,
+            "application": application.name,
+            "urgency": taxonomy.urgency[u].name,
+            "impact": taxonomy.impact[m].name,
+            "assignment_group": category.default_group or rng.choice(groups),
+            "language": language,
+        }
+        yield SyntheticTicket.model_validate(ticket, context={"taxonomy": taxonomy})
