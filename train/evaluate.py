@@ -72,7 +72,7 @@ def evaluate(
     triager: Triager, rows: Iterable[dict[str, Any]], data_name: str, target_precision: float
 ) -> tuple[EvalReport, dict[str, list[tuple[float, float, int]]]]:
     rows = list(rows)
-    scored_fields = [f for f in LABEL_FIELDS if any(f in row for row in rows)]  # absent fields: skipped
+    scored_fields: list[str] = [f for f in LABEL_FIELDS if any(f in row for row in rows)]  # absent: skipped
     results: list[TriageResult | None] = []
     for row in rows:
         try:
@@ -80,7 +80,8 @@ def evaluate(
         except (TicketError, DecodingError):  # counted against the validity rate
             results.append(None)
     valid = [(row, res) for row, res in zip(rows, results, strict=True) if res is not None]
-    fields, bins = {}, {}
+    fields: dict[str, FieldMetrics] = {}
+    bins: dict[str, list[tuple[float, float, int]]] = {}
     for field in scored_fields:
         pairs = [(row[field], res) for row, res in valid if field in row]
         gold = [g for g, _ in pairs]
