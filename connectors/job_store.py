@@ -1,0 +1,254 @@
+"""The durable job store: every ticket seen becomes a job, claimed under a lease, so a worker killed
+at any instant leaves its job to be claimed again once the lease runs out.
+
+A claim counts as an attempt, so a ticket that crashes the worker every time ends dead-lettered
+after `max_attempts` instead of looping forever. Only the lease holder may finish or fail a job: a
+worker whose lease ran out (and whose job another worker has taken) gets LeaseLost, never a second
+write. `JobStore` is the interface; SQLite in WAL mode is the embedded backend, and a shared
+PostgreSQL backend can implement the same protocol for several workers on several machines."""
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+JobState = Literal["new", "processing", "done", "needs_review", "failed", "dead"]
+FinalState = Literal["done", "needs_review"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('new', 'processing', 'done', 'needs_review', 'failed', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    result TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (source, external_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+"""
+
+
+class LeaseLost(Exception):
+    """The job is no longer this worker's: its lease ran out and it may be in other hands."""
+
+
+class Job(BaseModel):
+    id: int
+    source: str
+    external_id: str
+    payload: dict[str, Any]
+    state: JobState
+    attempts: int
+    lease_owner: str | None
+    lease_until: float | None
+    next_attempt_at: float
+    last_error: str | None
+    result: dict[str, Any] | None
+
+
+class AuditRecord(BaseModel):
+    """One decision: what went in, which model decided, what came out and where it was written."""
+
+    input_hash: str
+    model: str
+    output: dict[str, Any]
+    confidences: dict[str, float] = Field(default_factory=dict)
+    written_to: list[str] = Field(default_factory=list)
+
+
+class RetryPolicy(BaseModel):
+    max_attempts: int = Field(5, ge=1)
+    base_delay_s: float = Field(2.0, gt=0)
+    max_delay_s: float = Field(300.0, gt=0)
+    jitter: float = Field(0.25, ge=0, le=1)
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
+        backoff: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** max(0, attempts - 1))
+        backoff *= 1 + rng.uniform(-self.jitter, self.jitter)
+        return max(backoff, retry_after or 0.0)
+
+
+class JobStore(Protocol):
+    def enqueue(self, source: str, external_id: str, payload: dict[str, Any]) -> bool: ...
+    def claim(self, worker: str, lease_s: float) -> Job | None: ...
+    def extend(self, job_id: int, worker: str, lease_s: float) -> None: ...
+    def complete(
+        self, job_id: int, worker: str, state: FinalState, result: dict[str, Any], audit: AuditRecord
+    ) -> None: ...
+    def fail(self, job_id: int, worker: str, error: str, retry_after: float | None = None) -> JobState: ...
+    def release(self, job_id: int, worker: str) -> None: ...
+    def get(self, source: str, external_id: str) -> Job | None: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+class SqliteJobStore:
+    """JobStore on one SQLite file in WAL mode; safe across threads and processes on one machine."""
+
+    def __init__(
+        self,
+        path: Path,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy or RetryPolicy()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a finished job survives a power cut
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front (BEGIN IMMEDIATE) so concurrent claims serialise."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _update_owned(
+        self, db: sqlite3.Connection, sql: str, params: tuple[Any, ...], job_id: int, worker: str
+    ) -> None:
+        cursor = db.execute(
+            sql + " WHERE id = ? AND lease_owner = ? AND state = 'processing' AND lease_until >= ?",
+            (*params, job_id, worker, self._clock()),
+        )
+        if cursor.rowcount != 1:
+            raise LeaseLost(f"job {job_id} is no longer leased to {worker}")
+
+    def enqueue(self, source: str, external_id: str, payload: dict[str, Any]) -> bool:
+        """Add a job; False when this ticket is already known (seen twice is still one job)."""
+        now = self._clock()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO jobs (source, external_id, payload, state, next_attempt_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'new', ?, ?, ?) ON CONFLICT (source, external_id) DO NOTHING",
+                (source, external_id, json.dumps(payload), now, now, now),
+            )
+        return cursor.rowcount == 1
+
+    def claim(self, worker: str, lease_s: float) -> Job | None:
+        """Take the oldest ready job: new, due for a retry, or left behind by an expired lease."""
+        while True:
+            now = self._clock()
+            with self._transaction() as db:
+                row = db.execute(
+                    "UPDATE jobs SET state = 'processing', attempts = attempts + 1, lease_owner = ?,"
+                    " lease_until = ?, updated_at = ? WHERE id = (SELECT id FROM jobs WHERE"
+                    " (state IN ('new', 'failed') AND next_attempt_at <= ?) OR (state = 'processing'"
+                    " AND lease_until < ?) ORDER BY next_attempt_at, id LIMIT 1) RETURNING *",
+                    (worker, now + lease_s, now, now, now),
+                ).fetchone()
+                if row is None:
+                    return None
+                job = _job(row)
+                if job.attempts <= self.policy.max_attempts:
+                    return job
+                # every earlier attempt died with its worker: dead-letter it instead of crashing again
+                db.execute(
+                    "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_until = NULL, last_error = ?"
+                    " WHERE id = ?",
+                    (f"gave up: {job.attempts - 1} attempts never finished", job.id),
+                )
+
+    def extend(self, job_id: int, worker: str, lease_s: float) -> None:
+        now = self._clock()
+        with self._transaction() as db:
+            self._update_owned(
+                db, "UPDATE jobs SET lease_until = ?, updated_at = ?", (now + lease_s, now), job_id, worker
+            )
+
+    def complete(self, job_id: int, worker: str, state: FinalState, result: dict[str, Any], audit: AuditRecord) -> None:
+        """Finish a job and write its audit record, atomically."""
+        now = self._clock()
+        with self._transaction() as db:
+            self._update_owned(
+                db,
+                "UPDATE jobs SET state = ?, result = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?",
+                (state, json.dumps(result), now),
+                job_id,
+                worker,
+            )
+            db.execute(
+                "INSERT INTO audit (job_id, at, record) VALUES (?, ?, ?)", (job_id, now, audit.model_dump_json())
+            )
+
+    def fail(self, job_id: int, worker: str, error: str, retry_after: float | None = None) -> JobState:
+        """Record a failed attempt: retried later (backoff, Retry-After) or dead after max_attempts."""
+        now = self._clock()
+        with self._transaction() as db:
+            attempts = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+            state: JobState = "dead" if attempts >= self.policy.max_attempts else "failed"
+            delay = self.policy.delay(attempts, retry_after, self._rng)
+            self._update_owned(
+                db,
+                "UPDATE jobs SET state = ?, last_error = ?, next_attempt_at = ?, lease_owner = NULL,"
+                " lease_until = NULL, updated_at = ?",
+                (state, error, now + delay, now),
+                job_id,
+                worker,
+            )
+        return state
+
+    def release(self, job_id: int, worker: str) -> None:
+        """Give a job back untouched (e.g. on SIGTERM): the attempt is not counted."""
+        with self._transaction() as db:
+            self._update_owned(
+                db,
+                "UPDATE jobs SET state = 'new', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL,"
+                " updated_at = ?",
+                (self._clock(),),
+                job_id,
+                worker,
+            )
+
+    def get(self, source: str, external_id: str) -> Job | None:
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE source = ? AND external_id = ?", (source, external_id)
+        ).fetchone()
+        return _job(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
+    def audit_records(self, job_id: int) -> list[AuditRecord]:
+        rows = self._db.execute("SELECT record FROM audit WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+        return [AuditRecord.model_validate_json(row[0]) for row in rows]
+
+
+def _job(row: sqlite3.Row) -> Job:
+    data = dict(row)
+    data["payload"] = json.loads(data["payload"])
+    data["result"] = json.loads(data["result"]) if data["result"] else None
+    return Job.model_validate(data)
