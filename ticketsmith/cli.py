@@ -30,6 +30,10 @@ def _configure_logging() -> None:
 
 TaxonomyOption = Annotated[Path | None, typer.Option("--taxonomy", help="taxonomy YAML (default: the packaged one)")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="runtime settings YAML")]
+ModelOption = Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads")]
+NCtxOption = Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")]
+GpuLayersOption = Annotated[int | None, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")]
 
 
 def _fail(exc: TicketsmithError) -> typer.Exit:
@@ -64,12 +68,6 @@ def grammar(
     else:
         write_grammar(loaded, out)
         typer.echo(f"wrote {out}", err=True)
-
-
-ModelOption = Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")]
-ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads")]
-NCtxOption = Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")]
-GpuLayersOption = Annotated[int | None, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")]
 
 
 def _load_triager(
