@@ -96,7 +96,9 @@ class JobStore(Protocol):
     def complete(
         self, job_id: int, worker: str, state: FinalState, result: dict[str, Any], audit: AuditRecord
     ) -> None: ...
-    def fail(self, job_id: int, worker: str, error: str, retry_after: float | None = None) -> JobState: ...
+    def fail(
+        self, job_id: int, worker: str, error: str, retry_after: float | None = None, permanent: bool = False
+    ) -> JobState: ...
     def release(self, job_id: int, worker: str) -> None: ...
     def get(self, source: str, external_id: str) -> Job | None: ...
     def counts(self) -> dict[str, int]: ...
@@ -203,12 +205,15 @@ class SqliteJobStore:
                 "INSERT INTO audit (job_id, at, record) VALUES (?, ?, ?)", (job_id, now, audit.model_dump_json())
             )
 
-    def fail(self, job_id: int, worker: str, error: str, retry_after: float | None = None) -> JobState:
-        """Record a failed attempt: retried later (backoff, Retry-After) or dead after max_attempts."""
+    def fail(
+        self, job_id: int, worker: str, error: str, retry_after: float | None = None, permanent: bool = False
+    ) -> JobState:
+        """Record a failed attempt: retried later (backoff, Retry-After), or dead after max_attempts or
+        at once when `permanent` (the input itself is bad: retrying cannot help)."""
         now = self._clock()
         with self._transaction() as db:
             attempts = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
-            state: JobState = "dead" if attempts >= self.policy.max_attempts else "failed"
+            state: JobState = "dead" if permanent or attempts >= self.policy.max_attempts else "failed"
             delay = self.policy.delay(attempts, retry_after, self._rng)
             self._update_owned(
                 db,

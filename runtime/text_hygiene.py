@@ -2,6 +2,7 @@
 
 import re
 import unicodedata
+from html.parser import HTMLParser
 
 from ticketsmith.runtime.errors import TicketError
 
@@ -21,3 +22,25 @@ def clean_ticket_text(text: str, max_chars: int) -> tuple[str, bool]:
     if not text:
         raise TicketError("the ticket text is empty (or only whitespace and control characters)")
     return text, was_cut
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"br", "p", "div", "li", "tr"}:
+            self.parts.append("\n")
+
+
+def strip_html(text: str) -> str:
+    if "<" not in text:
+        return text
+    extractor = _TextExtractor()
+    extractor.feed(text)
+    extractor.close()
+    return "".join(extractor.parts)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from ticketsmith.runtime.decoder import DecodedAnswer, GuidedDecoder
+from ticketsmith.runtime.decoder import DecodedAnswer, DecodeStats, GuidedDecoder
 from ticketsmith.runtime.default_model import embedded_model_path
 from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
@@ -69,6 +69,10 @@ class Triager:
     def fixed_prefix_length(self) -> int:
         """Tokens before the ticket text: the same for every ticket, their KV cache is reused."""
         return len(self._prefix)
+
+    def warm_up(self) -> None:
+        """Evaluate the fixed prompt prefix now, so that the first ticket costs no more than the rest."""
+        self.decoder.feed_prompt(self._prefix + self._suffix, self.fixed_prefix_length, DecodeStats())
 
     def close(self) -> None:
         self.engine.close()

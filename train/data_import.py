@@ -11,7 +11,6 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from ticketsmith.runtime.errors import ConfigError
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
+from ticketsmith.runtime.text_hygiene import strip_html
 
 TARGET_FIELDS = ("id", "text", "summary", *LABEL_FIELDS)
 _SIGNATURE = re.compile(
@@ -37,28 +37,6 @@ class ImportReport(BaseModel):
     near_duplicates: int = 0
     unknown_labels: dict[str, int] = Field(default_factory=dict, description="rows rejected per field")
     splits: dict[str, int] = Field(default_factory=dict)
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in {"br", "p", "div", "li", "tr"}:
-            self.parts.append("\n")
-
-
-def strip_html(text: str) -> str:
-    if "<" not in text:
-        return text
-    extractor = _TextExtractor()
-    extractor.feed(text)
-    extractor.close()
-    return "".join(extractor.parts)
 
 
 def strip_signature(text: str) -> str:
