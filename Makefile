@@ -35,7 +35,7 @@ test: install-dev
 	$(BIN)/python -m pytest
 
 # mypy cannot follow setuptools' folder mapping (runtime/ -> ticketsmith.runtime): give it a link tree.
-PACKAGE_PARTS := runtime train connectors configs grammars
+PACKAGE_PARTS := runtime train convert connectors configs grammars
 lint: install-dev
 	rm -rf build/mypy && mkdir -p build/mypy/ticketsmith
 	for f in ticketsmith/*.py; do ln -s "$(CURDIR)/$$f" build/mypy/ticketsmith/; done

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ticketsmith.runtime.answer_format import ANSWER_END, FIELD_ORDER, key_prefix
+from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix, label_suffix
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.label_trie import LabelTrie
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
@@ -88,10 +88,6 @@ class GuidedDecoder:
             first[token] = bool(text.strip())
         return content, first
 
-    def _suffix_after(self, field_name: str) -> str:
-        index = FIELD_ORDER.index(field_name)
-        return key_prefix(index + 1) if index + 1 < len(FIELD_ORDER) else ANSWER_END
-
     def _label_tries(self) -> dict[tuple[str, str | None], LabelTrie]:
         """Token sequences of `label + following scaffolding`, per field (and category for subcategory)."""
         table: dict[tuple[str, str | None], LabelTrie] = {}
@@ -99,7 +95,7 @@ class GuidedDecoder:
         fields += [("subcategory", c.name) for c in self.taxonomy.categories]
         fields += [(f, None) for f in ("application", "urgency", "impact", "assignment_group")]
         for name, category in fields:
-            suffix = self._suffix_after(name)
+            suffix = label_suffix(name)
             labels = self.taxonomy.choices(name, category)
             table[(name, category)] = LabelTrie([(label, self.engine.tokenize(label + suffix)) for label in labels])
         return table

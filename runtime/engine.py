@@ -54,8 +54,11 @@ class LlamaEngine:
         n_gpu_layers: int,
         n_seq_max: int,
         n_batch: int = 512,
+        lora_path: Path | None = None,
     ) -> None:
         check_gguf_file(model_path)
+        if lora_path is not None:
+            check_gguf_file(lora_path)
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
@@ -79,19 +82,37 @@ class LlamaEngine:
         if not self._ctx:
             llama_cpp.llama_model_free(self._model)
             raise ModelError(f"llama.cpp could not create a context of {n_ctx} tokens for {model_path}")
+        self._lora = None
+        if lora_path is not None:
+            self._apply_lora(lora_path)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
         self.n_batch = n_batch
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, self.n_seq_max)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
 
+    def _apply_lora(self, lora_path: Path) -> None:
+        self._lora = llama_cpp.llama_adapter_lora_init(self._model, str(lora_path).encode())
+        applied = False
+        if self._lora:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora)
+            applied = llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, (ctypes.c_float * 1)(1.0)) == 0
+        if not applied:
+            self.close()
+            raise ModelError(f"llama.cpp cannot apply the LoRA adapter {lora_path} to this model (wrong base model?)")
+
     def close(self) -> None:
+        if llama_cpp.llama_free is None:  # interpreter shutdown: the library is already unloaded
+            return
         if getattr(self, "_batch", None) is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
         if getattr(self, "_ctx", None):
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
+        if getattr(self, "_lora", None):
+            llama_cpp.llama_adapter_lora_free(self._lora)
+            self._lora = None
         if getattr(self, "_model", None):
             llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -135,6 +156,16 @@ class LlamaEngine:
     def metadata(self, key: str) -> str | None:
         buffer = ctypes.create_string_buffer(1 << 16)
         size = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
+        if size < 0:
+            return None
+        return buffer.value.decode("utf-8", errors="replace")
+
+    def lora_metadata(self, key: str) -> str | None:
+        """A metadata value of the applied LoRA adapter; None without an adapter or key."""
+        if not self._lora:
+            return None
+        buffer = ctypes.create_string_buffer(1 << 16)
+        size = llama_cpp.llama_adapter_meta_val_str(self._lora, key.encode(), buffer, len(buffer))
         if size < 0:
             return None
         return buffer.value.decode("utf-8", errors="replace")

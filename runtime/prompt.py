@@ -7,11 +7,13 @@ ticket text (tokenized without special tokens, so a ticket cannot forge `<|im_en
 fixed suffix that opens the assistant's turn. Bump PROMPT_VERSION on any change to this file's output."""
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ticketsmith.runtime.errors import ModelError
 from ticketsmith.runtime.taxonomy import Label, Taxonomy
+from ticketsmith.runtime.text_hygiene import clean_ticket_text
 
 PROMPT_VERSION = "ts-prompt-1"
 CHATML_TEMPLATE = (
@@ -19,6 +21,9 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 _TICKET_SLOT = "\x00TICKET\x00"
+# Characters kept before tokenizing: no token is shorter than one character, so this never cuts
+# text the model could have read, and it keeps a 100 MB ticket from being tokenized whole.
+CHARS_PER_TOKEN_BOUND = 16
 
 
 def _describe(label: Label) -> str:
@@ -88,3 +93,35 @@ class PromptBuilder:
             raise ModelError("the model's chat template does not place the user message exactly once")
         prefix, suffix = rendered.split(_TICKET_SLOT)
         return PromptParts(prefix=prefix, suffix=suffix)
+
+
+class Tokenize(Protocol):
+    """A model's tokenizer: llama.cpp's in the runtime, the Hugging Face one in training."""
+
+    def __call__(self, text: str, *, add_special: bool = False, parse_special: bool = False) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    tokens: list[int]
+    text_tokens: int
+    truncated: bool
+
+
+class PromptEncoder:
+    """Token ids of a prompt, the same in training and serving: the fixed prefix (BOS added, special
+    tokens parsed), the cleaned ticket text cut to a token budget keeping its start (special tokens
+    not parsed), the fixed suffix."""
+
+    def __init__(self, parts: PromptParts, tokenize: Tokenize) -> None:
+        self.version = parts.version
+        self.tokenize = tokenize
+        self.prefix = tokenize(parts.prefix, add_special=True, parse_special=True)
+        self.suffix = tokenize(parts.suffix, parse_special=True)
+
+    def encode(self, ticket_text: str, text_budget: int) -> EncodedPrompt:
+        cleaned, truncated = clean_ticket_text(ticket_text, text_budget * CHARS_PER_TOKEN_BOUND)
+        tokens = self.tokenize(cleaned)
+        if len(tokens) > text_budget:
+            tokens, truncated = tokens[:text_budget], True
+        return EncodedPrompt(self.prefix + tokens + self.suffix, len(tokens), truncated)

@@ -4,13 +4,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ticketsmith.runtime.decoder import LabelSearch
 from ticketsmith.runtime.engine import default_threads
-from ticketsmith.runtime.errors import ConfigError
-from ticketsmith.runtime.yaml_config import describe_error, read_yaml
+from ticketsmith.runtime.yaml_config import load_with_overrides
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -37,6 +36,7 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TICKETSMITH_", env_nested_delimiter="__", extra="forbid")
 
     model_path: Path | None = Field(None, description="GGUF model; unset: the embedded SmolLM2-135M default")
+    lora_path: Path | None = Field(None, description="GGUF LoRA adapter applied over model_path")
     taxonomy_path: Path = Field(default_factory=lambda: packaged_config("taxonomy.yaml"))
     n_ctx: Annotated[int, Field(ge=512, le=131072)] = 4096
     n_threads: Annotated[int, Field(ge=1)] = Field(default_factory=default_threads)
@@ -50,19 +50,4 @@ class RuntimeSettings(BaseSettings):
 
 def load_settings(config_path: Path | None = None, **overrides: Any) -> RuntimeSettings:
     """Settings from a YAML file (paths in it relative to the file) with flag overrides on top."""
-    values: dict[str, Any] = {}
-    if config_path is not None:
-        data = read_yaml(config_path)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{config_path}: expected a mapping of settings, e.g. `n_threads: 2`")
-        for key in ("model_path", "taxonomy_path"):
-            if isinstance(data.get(key), str):
-                data[key] = str((config_path.parent / data[key]).resolve())
-        values.update(data)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return RuntimeSettings(**values)
-    except ValidationError as exc:
-        where = str(config_path) if config_path else "settings"
-        lines = [describe_error(e) for e in exc.errors()]
-        raise ConfigError(f"{where}: invalid runtime settings:\n" + "\n".join(lines)) from None
+    return load_with_overrides(RuntimeSettings, config_path, ("model_path", "lora_path", "taxonomy_path"), overrides)

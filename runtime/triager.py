@@ -11,16 +11,13 @@ from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
 from ticketsmith.runtime.grammar import compile_grammar
 from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
-from ticketsmith.runtime.prompt import PromptBuilder
+from ticketsmith.runtime.model_manifest import GGUF_KEYS, check_compatible
+from ticketsmith.runtime.prompt import PROMPT_VERSION, PromptBuilder, PromptEncoder
 from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
 from ticketsmith.runtime.settings import RuntimeSettings
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, load_taxonomy
-from ticketsmith.runtime.text_hygiene import clean_ticket_text
 
 MIN_TEXT_TOKENS = 64
-# Characters kept before tokenizing: no token is shorter than one character, so this never cuts
-# text the model could have read, and it keeps a 100 MB ticket from being tokenized whole.
-CHARS_PER_TOKEN_BOUND = 16
 
 
 @dataclass(frozen=True)
@@ -42,15 +39,16 @@ class Triager:
             n_threads=settings.n_threads,
             n_gpu_layers=settings.n_gpu_layers,
             n_seq_max=1 + largest_set,  # sequence 0 plus one per label being scored
+            lora_path=settings.lora_path,
         )
+        self._check_trained_for_this_setup()
         if largest_set + 1 > self.engine.n_seq_max:
             raise ConfigError(f"a field has {largest_set} labels; llama.cpp scores at most {self.engine.n_seq_max - 1}")
         GrammarState(self.engine, self.grammar).close()  # llama.cpp must compile it: fail at start-up
         builder = PromptBuilder(self.taxonomy, self.engine.metadata("tokenizer.chat_template"))
-        parts = builder.parts()
-        self.prompt_version = parts.version
-        self._prefix = self.engine.tokenize(parts.prefix, add_special=True, parse_special=True)
-        self._suffix = self.engine.tokenize(parts.suffix, parse_special=True)
+        self.encoder = PromptEncoder(builder.parts(), self.engine.tokenize)
+        self.prompt_version = self.encoder.version
+        self._prefix, self._suffix = self.encoder.prefix, self.encoder.suffix
         self.decoder = GuidedDecoder(self.engine, self.taxonomy, settings.max_summary_tokens, settings.label_search)
         if self.decoder.largest_batch() > self.engine.n_batch:
             raise ConfigError("the taxonomy's labels need a larger batch than llama.cpp was given; shorten them")
@@ -59,6 +57,19 @@ class Triager:
             needed = self.engine.n_ctx - self.text_budget + MIN_TEXT_TOKENS
             raise ConfigError(
                 f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}"
+            )
+
+    def _check_trained_for_this_setup(self) -> None:
+        sources = [(self.model_path, self.engine.metadata)]
+        if self.settings.lora_path is not None:
+            sources.append((self.settings.lora_path, self.engine.lora_metadata))
+        for where, read in sources:
+            check_compatible(
+                where,
+                read(GGUF_KEYS["taxonomy_fingerprint"]),
+                read(GGUF_KEYS["prompt_version"]),
+                self.taxonomy.fingerprint(),
+                PROMPT_VERSION,
             )
 
     def _label_sets(self) -> list[tuple[str, ...]]:
@@ -78,11 +89,8 @@ class Triager:
         self.engine.close()
 
     def prompt_tokens(self, text: str) -> tuple[list[int], int, bool]:
-        cleaned, was_cut = clean_ticket_text(text, self.text_budget * CHARS_PER_TOKEN_BOUND)
-        tokens = self.engine.tokenize(cleaned)  # no special tokens: the ticket cannot forge the template
-        if len(tokens) > self.text_budget:
-            tokens, was_cut = tokens[: self.text_budget], True
-        return self._prefix + tokens + self._suffix, len(tokens), was_cut
+        encoded = self.encoder.encode(text, self.text_budget)
+        return encoded.tokens, encoded.text_tokens, encoded.truncated
 
     def decode(self, text: str) -> tuple[DecodedAnswer, Ticket, int, bool]:
         """Decode `text`; the answer's tokens must be a sentence of the compiled grammar (checked by

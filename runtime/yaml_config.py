@@ -72,3 +72,26 @@ def validate_yaml(path: Path, model: type[ModelT]) -> ModelT:
     except ValidationError as exc:
         lines = [describe_error(err) for err in exc.errors()]
         raise ConfigError(f"{path}: invalid {model.__name__}:\n" + "\n".join(lines)) from None
+
+
+def load_with_overrides(
+    model: type[ModelT], config_path: Path | None, path_keys: tuple[str, ...], overrides: dict[str, Any]
+) -> ModelT:
+    """`model` from an optional YAML file (its `path_keys` taken relative to the file) with the
+    non-None `overrides` (command-line flags) on top."""
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        data = read_yaml(config_path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{config_path}: expected a mapping of settings, e.g. `n_threads: 2`")
+        for key in path_keys:
+            if isinstance(data.get(key), str):
+                data[key] = str((config_path.parent / data[key]).resolve())
+        values.update(data)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        where = str(config_path) if config_path else "settings"
+        lines = [describe_error(e) for e in exc.errors()]
+        raise ConfigError(f"{where}: invalid {model.__name__}:\n" + "\n".join(lines)) from None

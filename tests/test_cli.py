@@ -77,6 +77,11 @@ def test_stdin_input(schema: dict[str, object]) -> None:
         (["triage", "x", "--n-ctx", "10"], b"n_ctx"),
         (["triage"], b"give either TEXT or --input"),
         (["schema", "--taxonomy", "/nonexistent.yaml"], b"file not found"),
+        (["triage", "x", "--lora", "/nonexistent-lora.gguf"], b"model file not found"),
+        (["convert", "--adapter", "/nonexistent", "--out", "/tmp/x.gguf"], b"adapter folder not found"),
+        (["convert", "--adapter", "/nonexistent", "--out", "/tmp/x.gguf", "--quant", "Q3"], b"unknown quant type"),
+        (["train", "--data", "/nonexistent.jsonl", "--out", "/tmp/run"], b"/nonexistent.jsonl"),
+        (["train", "--out", "/tmp/run"], b"train_data"),
     ],
 )
 def test_bad_input_is_one_clear_error(args: list[str], message: bytes) -> None:

@@ -33,6 +33,7 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="runti
 ModelOption = Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")]
 ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads")]
 NCtxOption = Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")]
+LoraOption = Annotated[Path | None, typer.Option("--lora", help="GGUF LoRA adapter applied over --model")]
 GpuLayersOption = Annotated[int | None, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")]
 
 
@@ -77,12 +78,14 @@ def _load_triager(
     threads: int | None,
     n_ctx: int | None,
     gpu_layers: int | None,
+    lora: Path | None = None,
 ) -> "Triager":
     from ticketsmith.runtime.triager import Triager  # imported here: loads llama.cpp
 
     settings = load_settings(
         config,
         model_path=model,
+        lora_path=lora,
         taxonomy_path=taxonomy,
         n_threads=threads,
         n_ctx=n_ctx,
@@ -104,6 +107,7 @@ def triage(
     threads: ThreadsOption = None,
     n_ctx: NCtxOption = None,
     gpu_layers: GpuLayersOption = None,
+    lora: LoraOption = None,
 ) -> None:
     """Triage one ticket (TEXT) or a JSONL batch (--input) into JSON tickets."""
     from ticketsmith.runtime.batch_io import read_ticket_lines
@@ -112,7 +116,7 @@ def triage(
         typer.echo("error: give either TEXT or --input FILE", err=True)
         raise typer.Exit(code=2)
     try:
-        triager = _load_triager(config, model, taxonomy, threads, n_ctx, gpu_layers)
+        triager = _load_triager(config, model, taxonomy, threads, n_ctx, gpu_layers, lora)
     except TicketsmithError as exc:
         raise _fail(exc) from None
     if text is not None:
@@ -205,6 +209,7 @@ def evaluate(
     target_precision: Annotated[float, typer.Option(help="precision the review threshold should reach")] = 0.9,
     config: ConfigOption = None,
     model: ModelOption = None,
+    lora: LoraOption = None,
     taxonomy: TaxonomyOption = None,
     threads: ThreadsOption = None,
 ) -> None:
@@ -214,7 +219,7 @@ def evaluate(
     from ticketsmith.train.evaluate import read_labelled, write_report
 
     try:
-        triager = _load_triager(config, model, taxonomy, threads, None, None)
+        triager = _load_triager(config, model, taxonomy, threads, None, None, lora)
         rows = read_labelled(data, limit)
     except (TicketsmithError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -235,6 +240,7 @@ def worker(
     ] = 60.0,
     config: ConfigOption = None,
     model: ModelOption = None,
+    lora: LoraOption = None,
     taxonomy: TaxonomyOption = None,
     threads: ThreadsOption = None,
 ) -> None:
@@ -249,7 +255,7 @@ def worker(
     from ticketsmith.connectors.job_store import SqliteJobStore
 
     try:
-        triager = _load_triager(config, model, taxonomy, threads, None, None)
+        triager = _load_triager(config, model, taxonomy, threads, None, None, lora)
     except TicketsmithError as exc:
         raise _fail(exc) from None
     folders = InboxFolders(root)
@@ -264,3 +270,6 @@ def worker(
     counts = store.counts()
     store.close()
     typer.echo(f"stopped; jobs by state: {counts}", err=True)
+
+
+from ticketsmith import cli_build  # noqa: E402, F401  (registers `train` and `convert` on `app`)

@@ -1,0 +1,73 @@
+"""Parity check: the same labelled split through two models on the real runtime path, field by field."""
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from ticketsmith.runtime.schema import TriageResult
+from ticketsmith.runtime.settings import load_settings
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS
+from ticketsmith.runtime.triager import TicketInput, Triager
+
+
+class FieldParity(BaseModel):
+    agreement: float
+    reference_accuracy: float | None
+    candidate_accuracy: float | None
+
+
+class ParityReport(BaseModel):
+    reference: str
+    candidate: str
+    tickets: int
+    fields: dict[str, FieldParity]
+    min_agreement: float
+    passed: bool
+
+
+def _triage_all(
+    model: Path, lora: Path | None, taxonomy: Path, rows: list[dict[str, Any]]
+) -> list[TriageResult | None]:
+    triager = Triager(load_settings(model_path=model, lora_path=lora, taxonomy_path=taxonomy))
+    try:
+        inputs = [TicketInput(text=str(row["text"]), id=i) for i, row in enumerate(rows)]
+        return [r if isinstance(r, TriageResult) else None for r in triager.triage_many(inputs)]
+    finally:
+        triager.close()
+
+
+def _accuracy(rows: list[dict[str, Any]], results: list[TriageResult | None], field: str) -> float | None:
+    labelled = [(row[field], result) for row, result in zip(rows, results, strict=True) if row.get(field)]
+    if not labelled:
+        return None
+    return sum(1 for gold, r in labelled if r is not None and getattr(r, field) == gold) / len(labelled)
+
+
+def compare(
+    reference: Path,
+    candidate: Path,
+    taxonomy: Path,
+    rows: list[dict[str, Any]],
+    min_agreement: float,
+    candidate_lora: Path | None = None,
+) -> ParityReport:
+    """Agreement on each categorical field between `reference` and `candidate` (+ LoRA), and both accuracies."""
+    ours = _triage_all(reference, None, taxonomy, rows)
+    theirs = _triage_all(candidate, candidate_lora, taxonomy, rows)
+    fields: dict[str, FieldParity] = {}
+    for field in LABEL_FIELDS:
+        same = sum(1 for a, b in zip(ours, theirs, strict=True) if a and b and getattr(a, field) == getattr(b, field))
+        fields[field] = FieldParity(
+            agreement=same / len(rows),
+            reference_accuracy=_accuracy(rows, ours, field),
+            candidate_accuracy=_accuracy(rows, theirs, field),
+        )
+    return ParityReport(
+        reference=str(reference),
+        candidate=str(candidate) + (f" + {candidate_lora}" if candidate_lora else ""),
+        tickets=len(rows),
+        fields=fields,
+        min_agreement=min_agreement,
+        passed=all(f.agreement >= min_agreement for f in fields.values()),
+    )

@@ -1,0 +1,221 @@
+"""End to end on the embedded default, at tiny sizes on a CPU: train -> convert -> triage, and the failures
+convert must catch. Real trl/peft training, llama.cpp's real converter and quantizer, the real runtime."""
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+pytest.importorskip("trl", reason="the training extra is not installed")
+
+from ticketsmith.convert.pipeline import ConvertRequest, convert
+from ticketsmith.runtime.engine import BatchItem, LlamaEngine
+from ticketsmith.runtime.errors import ConfigError, ModelError
+from ticketsmith.runtime.model_manifest import ModelManifest, manifest_path
+from ticketsmith.runtime.settings import load_settings
+from ticketsmith.runtime.taxonomy import load_taxonomy
+from ticketsmith.runtime.triager import Triager
+from ticketsmith.train.base_model import file_sha256
+from ticketsmith.train.finetune import read_adapter_metadata, train
+from ticketsmith.train.synth import generate
+from ticketsmith.train.train_config import load_train_config
+
+TINY = Path(__file__).parent / "data" / "tiny_taxonomy.yaml"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TICKETSMITH_CACHE", str(root / "cache"))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def data(workdir: Path) -> Path:
+    path = workdir / "train.jsonl"
+    rows = [t.model_dump(mode="json") for t in generate(load_taxonomy(TINY), 24, seed=5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def adapter(workdir: Path, data: Path) -> Path:
+    config = load_train_config(
+        None,
+        taxonomy_path=TINY,
+        train_data=data,
+        output_dir=workdir / "run",
+        max_steps=8,
+        batch_size=4,
+        grad_accum=1,
+        learning_rate=2e-3,
+        logging_steps=1,
+        max_length=512,
+        lora_r=8,
+        save_steps=4,
+    )
+    return train(config)
+
+
+@pytest.fixture(scope="module")
+def quantized(workdir: Path, adapter: Path, data: Path) -> Path:
+    out = workdir / "models" / "tiny-q4.gguf"
+    result = convert(
+        ConvertRequest(adapter=adapter, out=out, verify=data, verify_limit=4, min_agreement=0.0), lambda _: None
+    )
+    assert result.parity is not None and result.parity.tickets == 4
+    return out
+
+
+def test_training_lowers_the_loss_and_records_what_the_adapter_is_for(adapter: Path, data: Path) -> None:
+    metadata = read_adapter_metadata(adapter)
+    assert len(metadata.loss_curve) == 8
+    assert sum(metadata.loss_curve[-2:]) < sum(metadata.loss_curve[:2]) * 0.8
+    assert metadata.taxonomy_fingerprint == load_taxonomy(TINY).fingerprint()
+    assert metadata.data_sha256 == file_sha256(data)
+    assert metadata.device == "cpu" and not metadata.quantized_base
+    assert (adapter / "taxonomy.yaml").read_bytes() == TINY.read_bytes()
+    assert list((adapter.parent / "checkpoints").glob("checkpoint-*"))  # resumable
+
+
+def test_training_resumes_from_its_last_checkpoint(workdir: Path, adapter: Path, data: Path) -> None:
+    run = workdir / "resumed"
+    shutil.copytree(adapter.parent, run)
+    config = load_train_config(
+        None,
+        taxonomy_path=TINY,
+        train_data=data,
+        output_dir=run,
+        max_steps=10,
+        batch_size=4,
+        grad_accum=1,
+        learning_rate=2e-3,
+        logging_steps=1,
+        max_length=512,
+        lora_r=8,
+        save_steps=4,
+    )
+    first = read_adapter_metadata(adapter).loss_curve
+    resumed = read_adapter_metadata(train(config, resume=True)).loss_curve
+    assert len(resumed) == 10
+    assert resumed[:8] == pytest.approx(first)  # steps 1-8 come from the checkpoint, not a new run
+
+
+def test_adapter_reloads_onto_its_base(adapter: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from ticketsmith.convert.merge import check_adapter, resolve_adapter_base
+
+    _, hf_base = resolve_adapter_base(check_adapter(adapter), None)
+    base = AutoModelForCausalLM.from_pretrained(hf_base, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(adapter))
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and any(float(p.abs().sum()) > 0 for p in lora_b)  # trained, not the zero init
+
+
+def test_converted_model_triages_with_its_manifest(quantized: Path, data: Path) -> None:
+    manifest = ModelManifest.model_validate_json(manifest_path(quantized).read_text(encoding="utf-8"))
+    assert manifest.sha256 == file_sha256(quantized)
+    assert manifest.quant == "Q4_K_M" and manifest.kind == "model"
+    assert manifest.taxonomy_fingerprint == load_taxonomy(TINY).fingerprint()
+    triager = Triager(load_settings(model_path=quantized, taxonomy_path=TINY, n_threads=2, n_ctx=1024))
+    try:
+        assert triager.engine.metadata("ticketsmith.quant") == "Q4_K_M"
+        texts = [json.loads(line)["text"] for line in data.read_text(encoding="utf-8").splitlines()[:3]]
+        for text in texts:
+            result = triager.triage(text)
+            assert result.subcategory in triager.taxonomy.choices("subcategory", result.category)
+    finally:
+        triager.close()
+    assert not list(quantized.parent.glob(".ticketsmith-convert-*"))
+
+
+def test_runtime_refuses_a_model_trained_for_another_taxonomy(quantized: Path) -> None:
+    with pytest.raises(ModelError, match="trained for taxonomy"):
+        Triager(load_settings(model_path=quantized, n_threads=2))
+
+
+def test_gguf_lora_over_the_base_gives_valid_tickets(workdir: Path, adapter: Path, data: Path) -> None:
+    out = workdir / "models" / "tiny-lora.gguf"
+    result = convert(ConvertRequest(adapter=adapter, out=out, lora_gguf=True), lambda _: None)
+    assert result.manifest.kind == "lora"
+    assert out.stat().st_size < 10 * 2**20
+    base = Path(read_adapter_metadata(adapter).base)
+    triager = Triager(load_settings(model_path=base, lora_path=out, taxonomy_path=TINY, n_threads=2, n_ctx=1024))
+    try:
+        assert triager.engine.lora_metadata("ticketsmith.taxonomy_fingerprint") == load_taxonomy(TINY).fingerprint()
+        result_line = triager.triage("My laptop battery is dead and I cannot log in to SAP ERP")
+        assert result_line.category in triager.taxonomy.choices("category")
+    finally:
+        triager.close()
+    with pytest.raises(ModelError, match="trained for taxonomy"):
+        Triager(load_settings(model_path=base, lora_path=out, n_threads=2))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "adapter folder not found"),
+        ("corrupt", "corrupt adapter_model.safetensors"),
+        ("no-metadata", "not a ticketsmith adapter"),
+        ("quant", "unknown quant type"),
+        ("base", "not the base this adapter was trained on"),
+        ("disk", "not enough disk space"),
+    ],
+)
+def test_bad_inputs_stop_early_and_leave_nothing(
+    workdir: Path, adapter: Path, quantized: Path, damage: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = workdir / f"broken-{damage}"
+    shutil.rmtree(broken, ignore_errors=True)
+    if damage != "missing":
+        shutil.copytree(adapter, broken)
+    request = ConvertRequest(adapter=broken, out=workdir / "bad" / f"{damage}.gguf")
+    if damage == "corrupt":
+        (broken / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 10)
+    elif damage == "no-metadata":
+        (broken / "ticketsmith_adapter.json").unlink()
+    elif damage == "quant":
+        request.quant = "Q3_FANCY"
+    elif damage == "base":
+        request.base = quantized
+    elif damage == "disk":
+        monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(ConfigError, match=message):
+        convert(request, lambda _: None)
+    leftovers = list((workdir / "bad").glob("*")) if (workdir / "bad").exists() else []
+    assert leftovers == []
+
+
+def _last_logits(model: Path, lora: Path | None, text: str) -> npt.NDArray[np.float32]:
+    engine = LlamaEngine(model, n_ctx=256, n_threads=2, n_gpu_layers=0, n_seq_max=1, lora_path=lora)
+    try:
+        tokens = engine.tokenize(text)
+        rows = engine.decode([BatchItem(t, i, (0,), i == len(tokens) - 1) for i, t in enumerate(tokens)])
+        return np.array(rows[0], dtype=np.float32)
+    finally:
+        engine.close()
+
+
+def test_gguf_lora_computes_what_the_merged_model_computes(workdir: Path, adapter: Path) -> None:
+    """The LoRA GGUF (tensor names, A/B layout, RoPE row permutation, alpha) applied by llama.cpp must move
+    the base's logits to where the merged 16-bit model puts them."""
+    merged = workdir / "models" / "tiny-f16.gguf"
+    convert(ConvertRequest(adapter=adapter, out=merged, quant="F16"), lambda _: None)
+    lora = workdir / "models" / "tiny-lora.gguf"
+    if not lora.exists():
+        convert(ConvertRequest(adapter=adapter, out=lora, lora_gguf=True), lambda _: None)
+    base = Path(read_adapter_metadata(adapter).base)
+    text = "My laptop battery is dead since this morning, please help"
+    target = _last_logits(merged, None, text)
+    moved = np.abs(target - _last_logits(base, None, text)).max()
+    residual = np.abs(target - _last_logits(base, lora, text)).max()
+    assert moved > 1.0  # training changed the model enough for the check to mean something
+    assert residual < 0.2 * moved

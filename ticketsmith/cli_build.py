@@ -1,0 +1,104 @@
+"""The `train` and `convert` commands (the optional `ticketsmith[train]` extra; imported lazily)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ticketsmith.cli import TaxonomyOption, _fail, app
+from ticketsmith.runtime.errors import TicketsmithError
+
+
+def _missing_extra(exc: ImportError) -> typer.Exit:
+    typer.echo(f"error: {exc.name or exc} is not installed: pip install 'ticketsmith[train]'", err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def train(
+    train_data: Annotated[Path | None, typer.Option("--data", help="labelled JSONL to train on")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run folder: checkpoints/ and adapter/")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="training config YAML")] = None,
+    base: Annotated[Path | None, typer.Option(help="HF model folder or GGUF file (default: embedded SmolLM2)")] = None,
+    dev_data: Annotated[Path | None, typer.Option("--dev", help="labelled JSONL for the final dev loss")] = None,
+    taxonomy: TaxonomyOption = None,
+    epochs: Annotated[float | None, typer.Option(help="passes over the data")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after N optimizer steps (overrides epochs)")] = None,
+    max_examples: Annotated[int | None, typer.Option(help="use the first N tickets of --data")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="learning rate")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="tickets per device step")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="steps per optimizer update")] = None,
+    max_length: Annotated[int | None, typer.Option(help="tokens per example; ticket text is cut to fit")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha")] = None,
+    lora_targets: Annotated[str | None, typer.Option(help="comma-separated module names")] = None,
+    quantization: Annotated[str | None, typer.Option(help="auto | 4bit | none")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in the run folder")] = False,
+) -> None:
+    """Fine-tune a LoRA adapter (QLoRA on a CUDA GPU, LoRA on a CPU) on labelled tickets, offline."""
+    try:
+        from ticketsmith.train.finetune import train as run_training
+        from ticketsmith.train.train_config import load_train_config
+    except ImportError as exc:
+        raise _missing_extra(exc) from None
+    try:
+        settings = load_train_config(
+            config,
+            train_data=train_data,
+            output_dir=out,
+            base=base,
+            dev_data=dev_data,
+            taxonomy_path=taxonomy,
+            epochs=epochs,
+            max_steps=max_steps,
+            max_examples=max_examples,
+            learning_rate=lr,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            max_length=max_length,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_targets=lora_targets.split(",") if lora_targets else None,
+            quantization=quantization,
+        )
+        adapter = run_training(settings, resume=resume)
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"adapter saved to {adapter}", err=True)
+
+
+@app.command()
+def convert(
+    adapter: Annotated[Path, typer.Option(help="adapter folder written by `ticketsmith train`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="GGUF file to write")],
+    base: Annotated[Path | None, typer.Option(help="base model (default: the one recorded in the adapter)")] = None,
+    quant: Annotated[str, typer.Option(help="Q4_K_M, Q5_K_M, Q8_0 or F16")] = "Q4_K_M",
+    lora_gguf: Annotated[bool, typer.Option("--lora-gguf", help="write the adapter alone as a GGUF LoRA")] = False,
+    verify: Annotated[Path | None, typer.Option(help="labelled dev JSONL: check parity before installing")] = None,
+    verify_limit: Annotated[int | None, typer.Option(help="use the first N tickets of --verify")] = None,
+    min_agreement: Annotated[float, typer.Option(help="parity bound on every categorical field")] = 0.95,
+) -> None:
+    """Merge an adapter and write a quantized GGUF (or a GGUF LoRA) with its manifest."""
+    try:
+        from ticketsmith.convert.pipeline import ConvertRequest, ParityFailed
+        from ticketsmith.convert.pipeline import convert as run_conversion
+    except ImportError as exc:
+        raise _missing_extra(exc) from None
+    request = ConvertRequest(
+        adapter=adapter,
+        out=out,
+        base=base,
+        quant=quant,
+        lora_gguf=lora_gguf,
+        verify=verify,
+        verify_limit=verify_limit,
+        min_agreement=min_agreement,
+    )
+    try:
+        result = run_conversion(request, lambda line: typer.echo(line, err=True))
+    except ParityFailed as exc:
+        typer.echo(exc.report.model_dump_json(indent=2))
+        raise _fail(exc) from None
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    typer.echo(result.model_dump_json(indent=2))
