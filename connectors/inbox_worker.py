@@ -8,9 +8,6 @@ finds an original whose job is already finished only completes the move."""
 import logging
 import threading
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
 from ticketsmith.connectors.inbox import InboxFolders, read_inbox_file
 from ticketsmith.connectors.job_store import AuditRecord, FinalState, Job, JobStore, LeaseLost
 from ticketsmith.runtime.errors import DecodingError, TicketError
@@ -18,14 +15,6 @@ from ticketsmith.runtime.triager import Triager
 
 SOURCE = "inbox"
 logger = logging.getLogger(__name__)
-
-
-class _Wake(FileSystemEventHandler):
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        self.event.set()
 
 
 class InboxWorker:
@@ -60,7 +49,7 @@ class InboxWorker:
 
     def work_once(self) -> bool:
         """Process one job if one is ready; False when there was none."""
-        job = self.store.claim(self.worker_id, self.lease_s)
+        job = self.store.claim(self.worker_id, self.lease_s, (SOURCE,))
         if job is None:
             return False
         self._process(job)
@@ -72,7 +61,11 @@ class InboxWorker:
             dropped = read_inbox_file(entry, self.max_bytes)
             result = self.triager.triage(dropped.text, ticket_id=dropped.name)
         except (TicketError, DecodingError, OSError) as exc:
-            self.store.fail(job.id, self.worker_id, str(exc), permanent=True)
+            try:
+                self.store.fail(job.id, self.worker_id, str(exc), permanent=True)
+            except LeaseLost:
+                logger.warning("job %s (%s) outlived its lease; left to the worker that holds it", job.id, entry.name)
+                return
             if entry.exists() or entry.is_symlink():
                 self.folders.move(entry, to_failed=True, error=str(exc))
             return
@@ -93,21 +86,8 @@ class InboxWorker:
             return
         self.folders.move(entry, to_failed=False)
 
-    def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
-        """Work until `stop` is set; the job in hand is finished first. Files present at start-up are
-        picked up by the first scan; watchdog events wake the loop early, polling covers the rest."""
-        self.triager.warm_up()  # before any claim: the first ticket must not outlive its lease
-        wake = threading.Event()
-        observer = Observer()
-        observer.schedule(_Wake(wake), str(self.folders.inbox), recursive=False)
-        observer.start()
-        try:
-            while not stop.is_set():
-                self.scan()
-                while not stop.is_set() and self.work_once():
-                    pass
-                wake.wait(poll_s)
-                wake.clear()
-        finally:
-            observer.stop()
-            observer.join()
+    def tick(self, stop: threading.Event) -> None:
+        """Turn new files into jobs, then work until no job is ready or `stop` is set."""
+        self.scan()
+        while not stop.is_set() and self.work_once():
+            pass

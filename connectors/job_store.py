@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE (source, external_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS cursors (
+    source TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     job_id INTEGER NOT NULL REFERENCES jobs (id),
@@ -91,7 +96,7 @@ class RetryPolicy(BaseModel):
 
 class JobStore(Protocol):
     def enqueue(self, source: str, external_id: str, payload: dict[str, Any]) -> bool: ...
-    def claim(self, worker: str, lease_s: float) -> Job | None: ...
+    def claim(self, worker: str, lease_s: float, sources: tuple[str, ...] | None = None) -> Job | None: ...
     def extend(self, job_id: int, worker: str, lease_s: float) -> None: ...
     def complete(
         self, job_id: int, worker: str, state: FinalState, result: dict[str, Any], audit: AuditRecord
@@ -102,6 +107,8 @@ class JobStore(Protocol):
     def release(self, job_id: int, worker: str) -> None: ...
     def get(self, source: str, external_id: str) -> Job | None: ...
     def counts(self) -> dict[str, int]: ...
+    def get_cursor(self, source: str) -> str | None: ...
+    def set_cursor(self, source: str, value: str) -> None: ...
 
 
 class SqliteJobStore:
@@ -159,17 +166,19 @@ class SqliteJobStore:
             )
         return cursor.rowcount == 1
 
-    def claim(self, worker: str, lease_s: float) -> Job | None:
-        """Take the oldest ready job: new, due for a retry, or left behind by an expired lease."""
+    def claim(self, worker: str, lease_s: float, sources: tuple[str, ...] | None = None) -> Job | None:
+        """Take the oldest ready job (of `sources`, or of any): new, due for a retry, or left behind by
+        an expired lease."""
+        only = f" AND source IN ({', '.join('?' * len(sources))})" if sources else ""
         while True:
             now = self._clock()
             with self._transaction() as db:
                 row = db.execute(
                     "UPDATE jobs SET state = 'processing', attempts = attempts + 1, lease_owner = ?,"
                     " lease_until = ?, updated_at = ? WHERE id = (SELECT id FROM jobs WHERE"
-                    " (state IN ('new', 'failed') AND next_attempt_at <= ?) OR (state = 'processing'"
-                    " AND lease_until < ?) ORDER BY next_attempt_at, id LIMIT 1) RETURNING *",
-                    (worker, now + lease_s, now, now, now),
+                    " ((state IN ('new', 'failed') AND next_attempt_at <= ?) OR (state = 'processing'"
+                    f" AND lease_until < ?)){only} ORDER BY next_attempt_at, id LIMIT 1) RETURNING *",
+                    (worker, now + lease_s, now, now, now, *(sources or ())),
                 ).fetchone()
                 if row is None:
                     return None
@@ -246,6 +255,19 @@ class SqliteJobStore:
     def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         return {state: count for state, count in rows}
+
+    def get_cursor(self, source: str) -> str | None:
+        """Where polling a source stopped: tickets before it are all in the store."""
+        row = self._db.execute("SELECT value FROM cursors WHERE source = ?", (source,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_cursor(self, source: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO cursors (source, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (source, value, self._clock()),
+            )
 
     def audit_records(self, job_id: int) -> list[AuditRecord]:
         rows = self._db.execute("SELECT record FROM audit WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()

@@ -230,46 +230,4 @@ def evaluate(
     typer.echo((out / "eval.md").read_text(encoding="utf-8"))
 
 
-@app.command()
-def worker(
-    root: Annotated[Path, typer.Option("--inbox", help="folder that holds inbox/, outbox/, processed/, failed/")],
-    state_dir: Annotated[Path | None, typer.Option(help="job store folder (default: <inbox>/state)")] = None,
-    settle: Annotated[float, typer.Option(help="seconds a file must stay unchanged before it is read")] = 1.0,
-    lease: Annotated[
-        float, typer.Option(help="seconds a claimed ticket stays this worker's; a killed worker's comes back after it")
-    ] = 60.0,
-    config: ConfigOption = None,
-    model: ModelOption = None,
-    lora: LoraOption = None,
-    taxonomy: TaxonomyOption = None,
-    threads: ThreadsOption = None,
-) -> None:
-    """Watch an inbox folder and triage every file dropped in it, until SIGTERM or Ctrl-C (the ticket
-    in hand is finished first). Jobs live in a durable store, so a killed worker loses nothing."""
-    import os
-    import signal
-    import threading
-
-    from ticketsmith.connectors.inbox import InboxFolders
-    from ticketsmith.connectors.inbox_worker import InboxWorker
-    from ticketsmith.connectors.job_store import SqliteJobStore
-
-    try:
-        triager = _load_triager(config, model, taxonomy, threads, None, None, lora)
-    except TicketsmithError as exc:
-        raise _fail(exc) from None
-    folders = InboxFolders(root)
-    store = SqliteJobStore((state_dir or root / "state") / "jobs.db")
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    typer.echo(f"watching {folders.inbox}", err=True)
-    InboxWorker(
-        triager, store, folders, worker_id=f"{os.uname().nodename}-{os.getpid()}", settle_s=settle, lease_s=lease
-    ).run(stop)
-    counts = store.counts()
-    store.close()
-    typer.echo(f"stopped; jobs by state: {counts}", err=True)
-
-
-from ticketsmith import cli_build  # noqa: E402, F401  (registers `train` and `convert` on `app`)
+from ticketsmith import cli_build, cli_worker  # noqa: E402, F401  (register train, convert, worker)

@@ -3,7 +3,9 @@
 The prompt comes from `PromptEncoder` (same template, system text, cleaning and truncation as the
 runtime) and the answer is tokenized segment by segment as the decoder scores it. The loss covers
 the answer tokens only, and within the answer only the fields the data labels: a field missing from
-a dataset is filled with its first allowed label so the answer stays well formed, and masked."""
+a dataset is filled with its first allowed label so the answer stays well formed, and masked; a
+missing summary is filled with the ticket's first line and masked too (a copied line is a poor
+target, and its many easy tokens would drown the few label tokens in the mean loss)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -64,7 +66,7 @@ class TrainingEncoder:
     def answer_values(self, row: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
         """The answer's values and the fields that carry a loss (those the row labels)."""
         values: dict[str, str] = {}
-        trained: set[str] = {"summary"}
+        trained: set[str] = {"summary"} if row.get("summary") else set()
         values["summary"] = str(row.get("summary") or fallback_summary(str(row["text"])))
         for name in LABEL_FIELDS:
             category = values["category"] if name == "subcategory" else None

@@ -1,0 +1,113 @@
+"""The worker for an ITSM system: create first, enrich later.
+
+Polling turns each new ticket into a job (the key is the ticket's key, so a ticket seen twice is one
+job) before the cursor moves past it. A job reads the ticket, triages it, writes back through the
+connector (idempotent: fields only where still empty, the note only if its marker is absent) and is
+completed with its audit record. A crash at any point leaves the job to be retried, and the retry
+writes nothing twice. Transient API failures (429 with Retry-After, 5xx, timeouts) retry with
+backoff; a ticket that is gone (404) or text that cannot be triaged is dead-lettered at once."""
+
+import hashlib
+import logging
+import threading
+import time
+
+from ticketsmith.connectors.http_api import ConnectorError
+from ticketsmith.connectors.itsm import ItsmConnector
+from ticketsmith.connectors.job_store import AuditRecord, FinalState, Job, JobStore, LeaseLost
+from ticketsmith.runtime.errors import DecodingError, TicketError
+from ticketsmith.runtime.triager import Triager
+
+logger = logging.getLogger(__name__)
+
+
+class ItsmWorker:
+    def __init__(
+        self,
+        triager: Triager,
+        store: JobStore,
+        connector: ItsmConnector,
+        worker_id: str,
+        lease_s: float = 60.0,
+        poll_interval_s: float = 30.0,
+    ) -> None:
+        self.triager, self.store, self.connector = triager, store, connector
+        self.worker_id, self.lease_s, self.poll_interval_s = worker_id, lease_s, poll_interval_s
+        self.model = f"{triager.model_path.name} taxonomy={triager.taxonomy.fingerprint()} {triager.prompt_version}"
+        self._next_poll = 0.0
+
+    def poll_once(self) -> int:
+        """Enqueue the tickets created since the persisted cursor; returns how many were seen."""
+        source = self.connector.source
+        cursor = self.store.get_cursor(source)
+        try:
+            keys, after = self.connector.poll(cursor)
+        except ConnectorError as exc:
+            wait = max(exc.retry_after or 0.0, self.poll_interval_s)
+            logger.warning("%s: polling failed (%s); next try in %.0f s", source, exc, wait)
+            self._next_poll = time.monotonic() + wait
+            return 0
+        for key in keys:
+            self.store.enqueue(source, key, {"key": key})
+        if after is not None and after != cursor:
+            self.store.set_cursor(source, after)  # only once every ticket before it is a job
+        self._next_poll = time.monotonic() + self.poll_interval_s
+        return len(keys)
+
+    def enqueue(self, key: str) -> bool:
+        """A ticket announced by a webhook: the same job as if polling had found it."""
+        return self.store.enqueue(self.connector.source, key, {"key": key})
+
+    def work_once(self) -> bool:
+        job = self.store.claim(self.worker_id, self.lease_s, (self.connector.source,))
+        if job is None:
+            return False
+        self._process(job)
+        return True
+
+    def _process(self, job: Job) -> None:
+        key = str(job.payload["key"])
+        marker = f"[ticketsmith:{self.connector.source}:{key}]"
+        try:
+            ticket = self.connector.fetch(key)
+            result = self.triager.triage(ticket.text, ticket_id=key)
+            self.store.extend(job.id, self.worker_id, self.lease_s)  # still ours? then write
+            written = self.connector.write_back(ticket, result, marker)
+        except ConnectorError as exc:
+            self._fail(job, str(exc), exc.retry_after, permanent=not exc.transient)
+            return
+        except (TicketError, DecodingError) as exc:
+            self._fail(job, str(exc), None, permanent=True)
+            return
+        except LeaseLost:
+            logger.warning(
+                "%s %s: lease lost before write-back; left to the worker that holds it", self.connector.source, key
+            )
+            return
+        output = result.model_dump(mode="json")
+        audit = AuditRecord(
+            input_hash=hashlib.sha256(ticket.text.encode()).hexdigest(),
+            model=self.model,
+            output=output,
+            confidences=result.confidence.model_dump(),
+            written_to=written,
+        )
+        state: FinalState = "needs_review" if result.needs_review else "done"
+        try:
+            self.store.complete(job.id, self.worker_id, state, output, audit)
+        except LeaseLost:
+            logger.warning("%s %s outlived its lease; left to the worker that holds it", self.connector.source, key)
+
+    def _fail(self, job: Job, error: str, retry_after: float | None, permanent: bool) -> None:
+        try:
+            state: str = self.store.fail(job.id, self.worker_id, error, retry_after, permanent=permanent)
+        except LeaseLost:  # too slow: the job is in other hands now, and they will retry it
+            state = "another worker's"
+        logger.warning("%s %s: %s (job now %s)", self.connector.source, job.payload["key"], error, state)
+
+    def tick(self, stop: threading.Event) -> None:
+        """Poll when due, then work until no job is ready or `stop` is set."""
+        if time.monotonic() >= self._next_poll:
+            self.poll_once()
+        while not stop.is_set() and self.work_once():
+            pass

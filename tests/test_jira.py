@@ -1,0 +1,209 @@
+"""The Jira connector and its worker against a local fake Jira Cloud (tests/fakes/jira.py), over real HTTP."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import openapi_spec
+from tests.fakes.jira import FakeJira, Fault
+from tests.fakes.server import serve
+from ticketsmith.connectors.adf import adf_to_text
+from ticketsmith.connectors.http_api import ConnectorError
+from ticketsmith.connectors.itsm import FieldTarget, Secret
+from ticketsmith.connectors.itsm_worker import ItsmWorker
+from ticketsmith.connectors.jira import JiraConnector, JiraSettings
+from ticketsmith.connectors.job_store import SqliteJobStore
+from ticketsmith.runtime.triager import Triager
+
+TICKETS = [
+    ("VPN drops every 5 minutes", "Since this morning the VPN disconnects.\nWhole finance team affected."),
+    ("Outlook crashes", "Outlook crashes when I open attachments. Only me."),
+    ("New starter laptop", "Please prepare a laptop for our new colleague starting Monday."),
+    ("Printer jam 3rd floor", "The printer on floor 3 jams on every page."),
+    ("Password expired", "I am locked out of my account after the password expired."),
+]
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeJira, str]]:
+    jira = FakeJira()
+    with serve(jira.app()) as url:
+        yield jira, url
+    assert jira.spec_errors == []  # every request and answer matched Atlassian's spec
+
+
+def settings(url: str, monkeypatch: pytest.MonkeyPatch, token: str = "secret-token", **extra: object) -> JiraSettings:
+    monkeypatch.setenv("JIRA_TEST_TOKEN", token)
+    values: dict[str, object] = {
+        "base_url": url,
+        "email": "bot@example.com",
+        "api_token": Secret(env="JIRA_TEST_TOKEN"),
+        "project": "IT",
+        "page_size": 2,
+        "timeout_s": 2.0,
+        "fields": {
+            "category": FieldTarget(field="customfield_10050", shape="value"),
+            "urgency": FieldTarget(field="priority", shape="name", values={"Critical": "Highest"}),
+            "assignment_group": FieldTarget(field="customfield_10060"),
+        },
+        **extra,
+    }
+    return JiraSettings.model_validate(values)
+
+
+def make_worker(triager: Triager, connector: JiraConnector, tmp_path: Path) -> tuple[ItsmWorker, SqliteJobStore]:
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    return ItsmWorker(triager, store, connector, "test-worker", lease_s=60, poll_interval_s=0), store
+
+
+def drain(worker: ItsmWorker) -> None:
+    worker.poll_once()
+    while worker.work_once():
+        pass
+
+
+def test_spec_is_available_for_the_fake() -> None:
+    if not openapi_spec.available():
+        pytest.skip("../shared/specs/jira is not here: requests are not checked against the spec")
+    assert openapi_spec.request_errors("editIssue", {"fields": {}, "update": {"labels": [{"add": "x"}]}}) == []
+    assert openapi_spec.request_errors("searchAndReconsileIssuesUsingJqlPost", {"jql": 1}) != []
+
+
+def test_poll_pages_through_new_tickets_and_keeps_its_cursor(
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jira, url = fake
+    for summary, text in TICKETS:
+        jira.add_issue(summary, text)
+    connector = JiraConnector(settings(url, monkeypatch))
+    keys, cursor = connector.poll(None)
+    assert keys == [f"IT-{n}" for n in range(1, 6)] and cursor == "IT-5"  # three pages of two
+    assert connector.poll(cursor) == ([], "IT-5")
+    jira.add_issue("Another", "text")
+    assert connector.poll(cursor) == (["IT-6"], "IT-6")
+    connector.close()
+
+
+def test_worker_triages_writes_back_once_and_routes_review(
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+) -> None:
+    jira, url = fake
+    for summary, text in TICKETS:
+        jira.add_issue(summary, text)
+    connector = JiraConnector(settings(url, monkeypatch))
+    worker, store = make_worker(triager, connector, tmp_path)
+    drain(worker)
+    assert store.get_cursor("jira:IT") == "IT-5"
+    for key, issue in jira.issues.items():
+        job = store.get("jira:IT", key)
+        assert job is not None and job.state in ("done", "needs_review")
+        result = job.result or {}
+        fields = issue["fields"]
+        assert fields["customfield_10050"] == {"value": result["category"]}
+        assert fields["customfield_10060"] == result["assignment_group"]
+        assert fields["priority"] == {"name": "Highest" if result["urgency"] == "Critical" else result["urgency"]}
+        assert ("ticketsmith-review" in fields["labels"]) == (job.state == "needs_review")
+        notes = [adf_to_text(c["body"]) for c in jira.comments[key]]
+        assert len(notes) == 1 and f"[ticketsmith:jira:IT:{key}]" in notes[0] and result["summary"] in notes[0]
+        audit = store.audit_records(job.id)
+        assert len(audit) == 1 and f"jira:{key}:note" in audit[0].written_to
+    # a second pass (as after a crash between write-back and completion) writes nothing new
+    edits_before = len(jira.edits)
+    ticket = connector.fetch("IT-1")
+    result_model = triager.triage(ticket.text, ticket_id="IT-1")
+    written = connector.write_back(ticket, result_model, "[ticketsmith:jira:IT:IT-1]")
+    assert len(jira.edits) == edits_before and len(jira.comments["IT-1"]) == 1
+    assert all("kept-human-value" in w for w in written)
+    connector.close()
+
+
+def test_a_humans_later_edit_is_never_overwritten(
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager
+) -> None:
+    jira, url = fake
+    key = jira.add_issue(*TICKETS[0], customfield_10050={"value": "Chosen by a human"})
+    connector = JiraConnector(settings(url, monkeypatch))
+    ticket = connector.fetch(key)
+    written = connector.write_back(ticket, triager.triage(ticket.text), f"[m:{key}]")
+    assert jira.issues[key]["fields"]["customfield_10050"] == {"value": "Chosen by a human"}
+    assert f"jira:{key}:kept-human-value:customfield_10050" in written
+    connector.close()
+
+
+def test_jsm_internal_note(fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager) -> None:
+    jira, url = fake
+    key = jira.add_issue(*TICKETS[1])
+    connector = JiraConnector(settings(url, monkeypatch, internal_note="jsm"))
+    ticket = connector.fetch(key)
+    for _ in range(2):
+        connector.write_back(ticket, triager.triage(ticket.text), f"[m:{key}]")
+    assert len(jira.jsm_comments[key]) == 1 and jira.jsm_comments[key][0]["public"] is False
+    assert jira.comments[key] == []
+    connector.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "state", "transient"),
+    [
+        (Fault("PUT", r"/rest/api/3/issue/IT-1", 429, {"Retry-After": "120"}), "failed", True),
+        (Fault("PUT", r"/rest/api/3/issue/IT-1", 503, {"Retry-After": "7"}), "failed", True),
+        (Fault("GET", r"/rest/api/3/issue/IT-1", 500), "failed", True),
+        (Fault("POST", r"/rest/api/3/issue/IT-1/comment", 409), "failed", True),
+        (Fault("GET", r"/rest/api/3/issue/IT-1", malformed=True), "failed", True),
+        (Fault("GET", r"/rest/api/3/issue/IT-1", delay_s=3.0), "failed", True),
+        (Fault("GET", r"/rest/api/3/issue/IT-1", 404), "dead", False),
+    ],
+)
+def test_faults_retry_or_dead_letter_and_lose_nothing(
+    fake: tuple[FakeJira, str],
+    monkeypatch: pytest.MonkeyPatch,
+    triager: Triager,
+    tmp_path: Path,
+    fault: Fault,
+    state: str,
+    transient: bool,
+) -> None:
+    jira, url = fake
+    jira.add_issue(*TICKETS[2])
+    connector = JiraConnector(settings(url, monkeypatch))
+    worker, store = make_worker(triager, connector, tmp_path)
+    jira.faults.append(fault)
+    started = time.time()
+    drain(worker)
+    job = store.get("jira:IT", "IT-1")
+    assert job is not None and job.state == state, job
+    if fault.headers.get("Retry-After"):
+        assert job.next_attempt_at >= started + float(fault.headers["Retry-After"])
+    if transient:  # the fault is gone: the retry completes the ticket, with exactly one note
+        store._db.execute("UPDATE jobs SET next_attempt_at = 0")
+        drain(worker)
+        job = store.get("jira:IT", "IT-1")
+        assert job is not None and job.state in ("done", "needs_review")
+        assert len(jira.comments["IT-1"]) == 1
+    connector.close()
+
+
+def test_rejected_credentials_keep_the_ticket(
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+) -> None:
+    jira, url = fake
+    jira.add_issue(*TICKETS[3])
+    connector = JiraConnector(settings(url, monkeypatch, token="wrong"))
+    with pytest.raises(ConnectorError) as raised:
+        connector.fetch("IT-1")
+    assert raised.value.status == 401 and raised.value.transient
+    assert "wrong" not in str(raised.value)
+    worker, store = make_worker(triager, connector, tmp_path)
+    assert worker.poll_once() == 0  # polling failed; nothing lost, nothing enqueued, cursor unchanged
+    assert store.get_cursor("jira:IT") is None
+    connector.close()
+
+
+def test_the_deploy_example_config_is_valid() -> None:
+    from ticketsmith.connectors.worker_config import load_worker_config
+
+    config = load_worker_config(Path(__file__).resolve().parent.parent / "deploy" / "worker.example.yaml")
+    assert config.inbox is not None and config.jira[0].fields["urgency"].encode("Critical") == {"name": "Highest"}
+    assert "JIRA_API_TOKEN" in repr(config.jira[0].api_token)

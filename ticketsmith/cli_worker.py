@@ -1,0 +1,89 @@
+"""The `worker` command: serve the configured sources (inbox folder, Jira, ...) until SIGTERM."""
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ticketsmith.cli import LoraOption, ModelOption, TaxonomyOption, ThreadsOption, _fail, app
+from ticketsmith.runtime.errors import TicketsmithError
+
+
+@app.command()
+def worker(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="worker YAML (sources, state, runtime)")] = None,
+    inbox: Annotated[Path | None, typer.Option("--inbox", help="serve this inbox folder (no config needed)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="job store folder (default: <inbox>/state)")] = None,
+    settle: Annotated[float | None, typer.Option(help="seconds a file must stay unchanged before it is read")] = None,
+    lease: Annotated[
+        float | None, typer.Option(help="seconds a claimed ticket stays this worker's; a killed worker's comes back")
+    ] = None,
+    model: ModelOption = None,
+    lora: LoraOption = None,
+    taxonomy: TaxonomyOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Triage every new ticket of the configured sources and write the results back, until SIGTERM or
+    Ctrl-C (the ticket in hand is finished first). Jobs live in a durable store: a killed worker loses
+    nothing and writes nothing twice."""
+    from ticketsmith.connectors.inbox import InboxFolders
+    from ticketsmith.connectors.inbox_worker import InboxWorker
+    from ticketsmith.connectors.itsm_worker import ItsmWorker
+    from ticketsmith.connectors.jira import JiraConnector
+    from ticketsmith.connectors.job_store import SqliteJobStore
+    from ticketsmith.connectors.service import Source, run_service
+    from ticketsmith.connectors.worker_config import InboxSettings, load_worker_config
+    from ticketsmith.runtime.settings import load_settings
+    from ticketsmith.runtime.triager import Triager
+
+    try:
+        overrides: dict[str, object] = {"state_dir": state_dir or (inbox / "state" if inbox else None)}
+        if inbox is not None:
+            overrides["inbox"] = InboxSettings(root=inbox, settle_s=settle if settle is not None else 1.0)
+        settings = load_worker_config(config, lease_s=lease, **overrides)
+        runtime = load_settings(
+            None,
+            **{
+                **settings.runtime,
+                "model_path": model,
+                "lora_path": lora,
+                "taxonomy_path": taxonomy,
+                "n_threads": threads,
+            },
+        )
+        if settings.inbox is None and not settings.jira:
+            raise typer.BadParameter("no source: give --inbox or a --config with `inbox` or `jira`")
+        triager = Triager(runtime)
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    store = SqliteJobStore(settings.state_dir / "jobs.db")
+    worker_id = f"{os.uname().nodename}-{os.getpid()}"
+    sources: list[Source] = []
+    watch: list[Path] = []
+    if settings.inbox is not None:
+        folders = InboxFolders(settings.inbox.root)
+        sources.append(
+            InboxWorker(
+                triager, store, folders, worker_id, settings.lease_s, settings.inbox.settle_s, settings.inbox.max_bytes
+            )
+        )
+        watch.append(folders.inbox)
+    connectors = [JiraConnector(jira) for jira in settings.jira]
+    sources += [
+        ItsmWorker(triager, store, c, worker_id, settings.lease_s, settings.poll_interval_s) for c in connectors
+    ]
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    typer.echo(f"serving {len(sources)} source(s); state in {settings.state_dir}", err=True)
+    try:
+        run_service(triager, sources, stop, watch)
+    finally:
+        for connector in connectors:
+            connector.close()
+        counts = store.counts()
+        store.close()
+        typer.echo(f"stopped; jobs by state: {counts}", err=True)
