@@ -1,5 +1,10 @@
 """The Jira connector and its worker against a local fake Jira Cloud (tests/fakes/jira.py), over real HTTP."""
 
+import os
+import random
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +212,49 @@ def test_the_deploy_example_config_is_valid() -> None:
     config = load_worker_config(Path(__file__).resolve().parent.parent / "deploy" / "worker.example.yaml")
     assert config.inbox is not None and config.jira[0].fields["urgency"].encode("Critical") == {"name": "Highest"}
     assert "JIRA_API_TOKEN" in repr(config.jira[0].api_token)
+
+
+def test_sigkilled_worker_writes_every_ticket_back_exactly_once(fake: tuple[FakeJira, str], tmp_path: Path) -> None:
+    """The service as deployed (`ticketsmith worker --config`), killed with SIGKILL at random moments and
+    restarted, against the fake Jira: every ticket gets exactly one field update and exactly one note."""
+    jira, url = fake
+    for i in range(16):
+        summary, text = TICKETS[i % len(TICKETS)]
+        jira.add_issue(f"{summary} #{i}", text)
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        "state_dir: state\n"
+        "lease_s: 4\n"  # a killed worker's ticket comes back after 4 s
+        "poll_interval_s: 0.5\n"
+        "runtime: {n_threads: 2}\n"
+        "jira:\n"
+        f"  - base_url: {url}\n"
+        "    email: bot@example.com\n"
+        "    api_token: {env: JIRA_TEST_TOKEN}\n"
+        "    project: IT\n"
+        "    page_size: 5\n"
+        "    fields: {category: {field: customfield_10050, shape: value}, urgency: {field: priority, shape: name}}\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "ticketsmith", "worker", "--config", str(config)]
+    env = {**os.environ, "JIRA_TEST_TOKEN": jira.token}
+    rng = random.Random(11)
+    for _ in range(4):
+        process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(6, 12))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and any(len(c) == 0 for c in jira.comments.values()):
+        time.sleep(1)
+    time.sleep(2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    notes = {key: len(comments) for key, comments in jira.comments.items()}
+    assert set(notes.values()) == {1}, notes
+    edits = [key for key, _ in jira.edits]
+    assert sorted(edits) == sorted(jira.issues), "each ticket's fields are written once"
+    assert all("customfield_10050" in issue["fields"] for issue in jira.issues.values())
+    store = SqliteJobStore(tmp_path / "state" / "jobs.db")
+    assert sum(store.counts().get(s, 0) for s in ("done", "needs_review")) == len(jira.issues)

@@ -3,9 +3,9 @@
 The prompt comes from `PromptEncoder` (same template, system text, cleaning and truncation as the
 runtime) and the answer is tokenized segment by segment as the decoder scores it. The loss covers
 the answer tokens only, and within the answer only the fields the data labels: a field missing from
-a dataset is filled with its first allowed label so the answer stays well formed, and masked; a
-missing summary is filled with the ticket's first line and masked too (a copied line is a poor
-target, and its many easy tokens would drown the few label tokens in the mean loss)."""
+a dataset is filled with its first allowed label so the answer stays well formed, and masked. A
+missing summary is the ticket's first line, trained: masking it was measured to be worse (the model
+then writes label names into the summary slot; bench/REAL_DATA.md)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -66,7 +66,7 @@ class TrainingEncoder:
     def answer_values(self, row: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
         """The answer's values and the fields that carry a loss (those the row labels)."""
         values: dict[str, str] = {}
-        trained: set[str] = {"summary"} if row.get("summary") else set()
+        trained: set[str] = {"summary"}
         values["summary"] = str(row.get("summary") or fallback_summary(str(row["text"])))
         for name in LABEL_FIELDS:
             category = values["category"] if name == "subcategory" else None
