@@ -229,17 +229,43 @@ def _last_logits(model: Path, lora: Path | None, text: str) -> npt.NDArray[np.fl
 
 
 def test_gguf_lora_computes_what_the_merged_model_computes(workdir: Path, adapter: Path) -> None:
-    """The LoRA GGUF (tensor names, A/B layout, RoPE row permutation, alpha) applied by llama.cpp must move
-    the base's logits to where the merged 16-bit model puts them."""
-    merged = workdir / "models" / "tiny-f16.gguf"
+    """The LoRA GGUF (tensor names, A/B layout, RoPE row permutation, alpha) applied by llama.cpp over the
+    base must give the logits of the merged model. Both sides in f16, so quantization noise stays out."""
+    from ticketsmith.convert.merge import check_adapter, resolve_adapter_base
+    from ticketsmith.convert.pipeline import convert_to_f16_gguf
+
+    models = workdir / "models"
+    merged = models / "tiny-f16.gguf"
     convert(ConvertRequest(adapter=adapter, out=merged, quant="F16"), lambda _: None)
-    lora = workdir / "models" / "tiny-lora.gguf"
+    lora = models / "tiny-lora.gguf"
     if not lora.exists():
         convert(ConvertRequest(adapter=adapter, out=lora, lora_gguf=True), lambda _: None)
-    base = Path(read_adapter_metadata(adapter).base)
+    base = models / "base-f16.gguf"
+    convert_to_f16_gguf(resolve_adapter_base(check_adapter(adapter), None)[1], base)
     text = "My laptop battery is dead since this morning, please help"
     target = _last_logits(merged, None, text)
     moved = np.abs(target - _last_logits(base, None, text)).max()
     residual = np.abs(target - _last_logits(base, lora, text)).max()
     assert moved > 1.0  # training changed the model enough for the check to mean something
-    assert residual < 0.2 * moved
+    assert residual < 0.05 * moved  # measured: 0.044 of 3.72
+
+
+@pytest.mark.parametrize("quant", ["Q5_K_M", "Q8_0"])
+def test_other_quant_types_load_and_triage(workdir: Path, adapter: Path, quant: str) -> None:
+    out = workdir / "models" / f"tiny-{quant}.gguf"
+    result = convert(ConvertRequest(adapter=adapter, out=out, quant=quant), lambda _: None)
+    assert result.manifest.quant == quant and result.manifest.sha256 == file_sha256(out)
+    triager = Triager(load_settings(model_path=out, taxonomy_path=TINY, n_threads=2, n_ctx=1024))
+    try:
+        assert triager.engine.metadata("ticketsmith.quant") == quant
+        assert triager.triage("The printer jams on every page").category in triager.taxonomy.choices("category")
+    finally:
+        triager.close()
+
+
+def test_runtime_refuses_a_model_trained_with_another_prompt_version() -> None:
+    from ticketsmith.runtime.model_manifest import check_compatible
+
+    with pytest.raises(ModelError, match="prompt format ts-prompt-0"):
+        check_compatible(Path("m.gguf"), "abc", "ts-prompt-0", "abc", "ts-prompt-1")
+    check_compatible(Path("m.gguf"), None, None, "abc", "ts-prompt-1")  # a plain GGUF: accepted
