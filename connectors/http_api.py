@@ -73,7 +73,10 @@ class ApiClient:
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON; an empty answer (Zoho's 204 for an empty list) reads as `{}`."""
         response = self.request(method, path, **kwargs)
+        if not response.content:
+            return {}
         try:
             return response.json()
         except ValueError:

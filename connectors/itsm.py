@@ -7,6 +7,7 @@ of the system's fields, in the shape that field takes (a plain string, `{"value"
 nothing new, and a human's later edit stands."""
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -61,12 +62,6 @@ class FieldTarget(BaseModel):
         value = self.values.get(label, label)
         return value if self.shape == "string" else {self.shape: value}
 
-    def decode(self, current: Any) -> str | None:
-        """The plain value a field holds now (None when empty)."""
-        if isinstance(current, dict):
-            current = current.get(self.shape) if self.shape != "string" else None
-        return str(current) if current not in (None, "", [], {}) else None
-
 
 class RemoteTicket(BaseModel):
     key: str
@@ -90,20 +85,49 @@ class ItsmConnector(Protocol):
     def close(self) -> None: ...
 
 
+def is_empty(value: Any) -> bool:
+    """No value: None, "", [], {}, or a lookup object whose every member is empty (`{"name": null}`)."""
+    if isinstance(value, dict):
+        return all(is_empty(member) for member in value.values())
+    return value is None or value == "" or value == []
+
+
+def get_path(record: dict[str, Any], path: str) -> Any:
+    """A field by dotted path: `priority`, `cf.cf_application` (Zoho), `udf_fields.udf_sline_301` (SDP)."""
+    value: Any = record
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def set_path(record: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        record = record.setdefault(part, {})
+    record[last] = value
+
+
 def fields_to_write(
-    mapping: dict[OurField, FieldTarget], ticket: RemoteTicket, result: TriageResult
-) -> tuple[dict[str, Any], list[str]]:
-    """(the system's fields to set, the ones kept because they already hold a value)."""
+    mapping: dict[OurField, FieldTarget],
+    ticket: RemoteTicket,
+    result: TriageResult,
+    review_route: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(the system's fields to set, nested by dotted path; the paths set; the paths kept because they
+    already hold a value).
+
+    A needs-review ticket also gets `review_route` (e.g. the human-triage group), which takes the place
+    of our own guess for the same field."""
     values = result.model_dump()
+    wanted = {target.field: target.encode(str(values[ours])) for ours, target in mapping.items()}
+    if result.needs_review and review_route:
+        wanted.update(review_route)
     updates: dict[str, Any] = {}
-    kept: list[str] = []
-    for ours, target in mapping.items():
-        wanted = target.encode(str(values[ours]))
-        if target.decode(ticket.current.get(target.field)) is None:
-            updates[target.field] = wanted
-        else:
-            kept.append(target.field)
-    return updates, kept
+    kept = [path for path in wanted if not is_empty(get_path(ticket.current, path))]
+    for path, value in wanted.items():
+        if path not in kept:
+            set_path(updates, path, value)
+    return updates, [path for path in wanted if path not in kept], kept
 
 
 def render_note(result: TriageResult, marker: str) -> str:
@@ -115,3 +139,11 @@ def render_note(result: TriageResult, marker: str) -> str:
     lines.append(f"{verdict} (overall confidence {result.overall_confidence:.0%})")
     lines.append(marker)
     return "\n".join(lines)
+
+
+def add_note_once(existing: Iterable[str], add: Callable[[str], None], result: TriageResult, marker: str) -> bool:
+    """Add the triage note unless a note carrying this job's marker is already there (a retried job)."""
+    if any(marker in text for text in existing):
+        return False
+    add(render_note(result, marker))
+    return True

@@ -12,13 +12,21 @@
   note with that marker is never added again."""
 
 import base64
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ticketsmith.connectors.adf import adf_to_text, text_to_adf
 from ticketsmith.connectors.http_api import ApiClient
-from ticketsmith.connectors.itsm import FieldTarget, OurField, RemoteTicket, Secret, fields_to_write, render_note
+from ticketsmith.connectors.itsm import (
+    FieldTarget,
+    OurField,
+    RemoteTicket,
+    Secret,
+    add_note_once,
+    fields_to_write,
+)
 from ticketsmith.runtime.schema import TriageResult
 
 
@@ -81,7 +89,7 @@ class JiraConnector:
 
     def write_back(self, ticket: RemoteTicket, result: TriageResult, marker: str) -> list[str]:
         written: list[str] = []
-        updates, kept = fields_to_write(self.settings.fields, ticket, result)
+        updates, paths, kept = fields_to_write(self.settings.fields, ticket, result)
         labels = []
         if result.needs_review and self.settings.review_label:
             labels.append(self.settings.review_label)
@@ -93,19 +101,20 @@ class JiraConnector:
             if labels:
                 body["update"] = {"labels": [{"add": label} for label in labels]}
             self.client.request("PUT", f"/rest/api/3/issue/{ticket.key}", params={"notifyUsers": "false"}, json=body)
-            written += [f"jira:{ticket.key}:{name}" for name in [*updates, *(f"label:{lb}" for lb in labels)]]
+            written += [f"jira:{ticket.key}:{name}" for name in [*paths, *(f"label:{lb}" for lb in labels)]]
         written += [f"jira:{ticket.key}:kept-human-value:{name}" for name in kept]
-        if self._has_note(ticket.key, marker):
-            return written
-        note = render_note(result, marker)
-        if self.settings.internal_note == "jsm":
-            path = f"/rest/servicedeskapi/request/{ticket.key}/comment"
-            self.client.request("POST", path, json={"body": note, "public": False})
-        else:
-            self.client.request("POST", f"/rest/api/3/issue/{ticket.key}/comment", json={"body": text_to_adf(note)})
-        return [*written, f"jira:{ticket.key}:note"]
+        if add_note_once(self._notes(ticket.key), lambda note: self._add_note(ticket.key, note), result, marker):
+            written.append(f"jira:{ticket.key}:note")
+        return written
 
-    def _has_note(self, key: str, marker: str) -> bool:
+    def _add_note(self, key: str, note: str) -> None:
+        if self.settings.internal_note == "jsm":
+            body = {"body": note, "public": False}
+            self.client.request("POST", f"/rest/servicedeskapi/request/{key}/comment", json=body)
+        else:
+            self.client.request("POST", f"/rest/api/3/issue/{key}/comment", json={"body": text_to_adf(note)})
+
+    def _notes(self, key: str) -> Iterator[str]:
         jsm = self.settings.internal_note == "jsm"
         path = f"/rest/servicedeskapi/request/{key}/comment" if jsm else f"/rest/api/3/issue/{key}/comment"
         list_key = "values" if jsm else "comments"
@@ -114,8 +123,7 @@ class JiraConnector:
             params = {"start": start, "limit": 100} if jsm else {"startAt": start, "maxResults": 100}
             page = self.client.json("GET", path, params=params)
             comments = page.get(list_key) or []
-            if any(marker in adf_to_text(c.get("body")) for c in comments):
-                return True
+            yield from (adf_to_text(c.get("body")) for c in comments)
             start += len(comments)
             if not comments or page.get("isLastPage", start >= int(page.get("total", start))):
-                return False
+                return

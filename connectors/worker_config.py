@@ -20,7 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ticketsmith.connectors.jira import JiraSettings
+from ticketsmith.connectors.itsm import ItsmConnector
+from ticketsmith.connectors.jira import JiraConnector, JiraSettings
+from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusConnector, ServiceDeskPlusSettings
+from ticketsmith.connectors.zoho_desk import ZohoDeskConnector, ZohoDeskSettings
 from ticketsmith.runtime.yaml_config import load_with_overrides
 
 
@@ -41,6 +44,16 @@ class WorkerConfig(BaseModel):
     poll_interval_s: float = Field(30.0, gt=0)
     inbox: InboxSettings | None = None
     jira: list[JiraSettings] = Field(default_factory=list)
+    zoho_desk: list[ZohoDeskSettings] = Field(default_factory=list)
+    servicedesk_plus: list[ServiceDeskPlusSettings] = Field(default_factory=list)
+
+    def connectors(self) -> list[ItsmConnector]:
+        """One connector per configured ITSM system."""
+        return [
+            *(JiraConnector(s) for s in self.jira),
+            *(ZohoDeskConnector(s) for s in self.zoho_desk),
+            *(ServiceDeskPlusConnector(s) for s in self.servicedesk_plus),
+        ]
 
 
 def load_worker_config(path: Path | None, **overrides: Any) -> WorkerConfig:

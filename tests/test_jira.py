@@ -12,23 +12,16 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import openapi_spec
-from tests.fakes.jira import FakeJira, Fault
+from tests.fakes.faults import Fault
+from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
+from tests.itsm_helpers import TICKETS, drain, make_worker, retry_now
 from ticketsmith.connectors.adf import adf_to_text
 from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import FieldTarget, Secret
-from ticketsmith.connectors.itsm_worker import ItsmWorker
 from ticketsmith.connectors.jira import JiraConnector, JiraSettings
 from ticketsmith.connectors.job_store import SqliteJobStore
 from ticketsmith.runtime.triager import Triager
-
-TICKETS = [
-    ("VPN drops every 5 minutes", "Since this morning the VPN disconnects.\nWhole finance team affected."),
-    ("Outlook crashes", "Outlook crashes when I open attachments. Only me."),
-    ("New starter laptop", "Please prepare a laptop for our new colleague starting Monday."),
-    ("Printer jam 3rd floor", "The printer on floor 3 jams on every page."),
-    ("Password expired", "I am locked out of my account after the password expired."),
-]
 
 
 @pytest.fixture
@@ -56,17 +49,6 @@ def settings(url: str, monkeypatch: pytest.MonkeyPatch, token: str = "secret-tok
         **extra,
     }
     return JiraSettings.model_validate(values)
-
-
-def make_worker(triager: Triager, connector: JiraConnector, tmp_path: Path) -> tuple[ItsmWorker, SqliteJobStore]:
-    store = SqliteJobStore(tmp_path / "jobs.db")
-    return ItsmWorker(triager, store, connector, "test-worker", lease_s=60, poll_interval_s=0), store
-
-
-def drain(worker: ItsmWorker) -> None:
-    worker.poll_once()
-    while worker.work_once():
-        pass
 
 
 def test_spec_is_available_for_the_fake() -> None:
@@ -182,8 +164,7 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
     if fault.headers.get("Retry-After"):
         assert job.next_attempt_at >= started + float(fault.headers["Retry-After"])
     if transient:  # the fault is gone: the retry completes the ticket, with exactly one note
-        store._db.execute("UPDATE jobs SET next_attempt_at = 0")
-        drain(worker)
+        retry_now(worker, store)
         job = store.get("jira:IT", "IT-1")
         assert job is not None and job.state in ("done", "needs_review")
         assert len(jira.comments["IT-1"]) == 1

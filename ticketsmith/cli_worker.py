@@ -32,7 +32,6 @@ def worker(
     from ticketsmith.connectors.inbox import InboxFolders
     from ticketsmith.connectors.inbox_worker import InboxWorker
     from ticketsmith.connectors.itsm_worker import ItsmWorker
-    from ticketsmith.connectors.jira import JiraConnector
     from ticketsmith.connectors.job_store import SqliteJobStore
     from ticketsmith.connectors.service import Source, run_service
     from ticketsmith.connectors.worker_config import InboxSettings, load_worker_config
@@ -54,8 +53,11 @@ def worker(
                 "n_threads": threads,
             },
         )
-        if settings.inbox is None and not settings.jira:
-            raise typer.BadParameter("no source: give --inbox or a --config with `inbox` or `jira`")
+        connectors = settings.connectors()
+        if settings.inbox is None and not connectors:
+            raise typer.BadParameter(
+                "no source: give --inbox or a --config with `inbox`, `jira`, `zoho_desk` or `servicedesk_plus`"
+            )
         triager = Triager(runtime)
     except TicketsmithError as exc:
         raise _fail(exc) from None
@@ -71,7 +73,6 @@ def worker(
             )
         )
         watch.append(folders.inbox)
-    connectors = [JiraConnector(jira) for jira in settings.jira]
     sources += [
         ItsmWorker(triager, store, c, worker_id, settings.lease_s, settings.poll_interval_s) for c in connectors
     ]

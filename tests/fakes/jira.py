@@ -11,13 +11,10 @@ comment API (/rest/servicedeskapi/request/{key}/comment):
 - `GET`/`POST /rest/servicedeskapi/request/{key}/comment` (`{body, public}`; paged `{values, isLastPage}`).
 
 Every request body and answer is checked against the spec when it is available (`spec_errors`).
-`faults` injects failures: a status with headers, a malformed body, or a delay past the client's
-timeout, for the next N matching calls."""
+`faults` injects failures (tests/fakes/faults.py)."""
 
 import base64
 import re
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,21 +22,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from tests.fakes import openapi_spec
+from tests.fakes.faults import FaultyServer
 
 
 @dataclass
-class Fault:
-    method: str
-    path_pattern: str
-    status: int = 500
-    headers: dict[str, str] = field(default_factory=dict)
-    malformed: bool = False
-    delay_s: float = 0.0
-    times: int = 1
-
-
-@dataclass
-class FakeJira:
+class FakeJira(FaultyServer):
     email: str = "bot@example.com"
     token: str = "secret-token"
     project: str = "IT"
@@ -47,10 +34,7 @@ class FakeJira:
     comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     jsm_comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    faults: list[Fault] = field(default_factory=list)
     spec_errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_issue(self, summary: str, description: str, **fields: Any) -> str:
         with self.lock:
@@ -89,34 +73,16 @@ class FakeJira:
         fields = issue["fields"] if not wanted else {k: v for k, v in issue["fields"].items() if k in wanted}
         return {"id": issue["id"], "key": key, "self": f"{base}/rest/api/3/issue/{issue['id']}", "fields": fields}
 
+    def _unauthorized(self, request: Request) -> Response | None:
+        expected = "Basic " + base64.b64encode(f"{self.email}:{self.token}".encode()).decode()
+        if request.headers.get("authorization") == expected:
+            return None
+        return JSONResponse({"errorMessages": ["You are not authenticated."], "errors": {}}, status_code=401)
+
     def app(self) -> FastAPI:
         app = FastAPI()
 
-        @app.middleware("http")
-        async def auth_and_faults(request: Request, call_next: Any) -> Response:
-            path = request.url.path
-            with self.lock:
-                self.calls.append((request.method, path))
-                fault = next(
-                    (f for f in self.faults if f.method == request.method and re.fullmatch(f.path_pattern, path)), None
-                )
-                if fault is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self.faults.remove(fault)
-            if fault is not None:
-                if fault.delay_s:
-                    time.sleep(fault.delay_s)
-                elif fault.malformed:
-                    return Response("{not json", status_code=200, media_type="application/json")
-                else:
-                    body = {"errorMessages": [f"injected {fault.status}"], "errors": {}}
-                    return JSONResponse(body, status_code=fault.status, headers=fault.headers)
-            expected = "Basic " + base64.b64encode(f"{self.email}:{self.token}".encode()).decode()
-            if request.headers.get("authorization") != expected:
-                return JSONResponse({"errorMessages": ["You are not authenticated."], "errors": {}}, status_code=401)
-            response: Response = await call_next(request)
-            return response
+        self.install(app, self._unauthorized, lambda status: {"errorMessages": [f"injected {status}"], "errors": {}})
 
         @app.post("/rest/api/3/search/jql")
         async def search(request: Request) -> Any:

@@ -1,0 +1,33 @@
+"""Helpers for the ITSM connector tests: a worker over a fresh job store, and draining it."""
+
+from pathlib import Path
+
+from ticketsmith.connectors.itsm import ItsmConnector
+from ticketsmith.connectors.itsm_worker import ItsmWorker
+from ticketsmith.connectors.job_store import SqliteJobStore
+from ticketsmith.runtime.triager import Triager
+
+TICKETS = [
+    ("VPN drops every 5 minutes", "Since this morning the VPN disconnects.\nWhole finance team affected."),
+    ("Outlook crashes", "Outlook crashes when I open attachments. Only me."),
+    ("New starter laptop", "Please prepare a laptop for our new colleague starting Monday."),
+    ("Printer jam 3rd floor", "The printer on floor 3 jams on every page."),
+    ("Password expired", "I am locked out of my account after the password expired."),
+]
+
+
+def make_worker(triager: Triager, connector: ItsmConnector, tmp_path: Path) -> tuple[ItsmWorker, SqliteJobStore]:
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    return ItsmWorker(triager, store, connector, "test-worker", lease_s=60, poll_interval_s=0), store
+
+
+def drain(worker: ItsmWorker) -> None:
+    worker.poll_once()
+    while worker.work_once():
+        pass
+
+
+def retry_now(worker: ItsmWorker, store: SqliteJobStore) -> None:
+    """Skip the backoff wait of failed jobs and work them again."""
+    store._db.execute("UPDATE jobs SET next_attempt_at = 0")
+    drain(worker)
