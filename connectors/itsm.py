@@ -7,7 +7,8 @@ of the system's fields, in the shape that field takes (a plain string, `{"value"
 nothing new, and a human's later edit stands."""
 
 import os
-from collections.abc import Callable, Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -61,6 +62,21 @@ class FieldTarget(BaseModel):
     def encode(self, label: str) -> Any:
         value = self.values.get(label, label)
         return value if self.shape == "string" else {self.shape: value}
+
+
+class ItsmSettings(BaseModel):
+    """What every ITSM source is configured with, beside its address and credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: dict[OurField, FieldTarget] = Field(default_factory=dict, description="our field -> the system's")
+    review_route: dict[str, Any] = Field(
+        default_factory=dict,
+        description="system fields set on needs-review tickets (when still empty), e.g. the human-triage group",
+    )
+    first_poll_days: int = Field(1, ge=0, description="with no cursor yet, start with tickets this recent")
+    page_size: int = Field(50, ge=1, le=100)
+    timeout_s: float = Field(30.0, gt=0)
 
 
 class RemoteTicket(BaseModel):
@@ -147,3 +163,32 @@ def add_note_once(existing: Iterable[str], add: Callable[[str], None], result: T
         return False
     add(render_note(result, marker))
     return True
+
+
+class NoteWritingConnector(ABC):
+    """The write-back every connector shares: the mapped fields still empty, then the note once."""
+
+    system: str
+    settings: ItsmSettings
+
+    def write_back(self, ticket: RemoteTicket, result: TriageResult, marker: str) -> list[str]:
+        updates, paths, kept = fields_to_write(self.settings.fields, ticket, result, self.settings.review_route)
+        where = f"{self.system}:{ticket.key}"
+        written = [f"{where}:{name}" for name in self._update(ticket, result, updates, paths)]
+        written += [f"{where}:kept-human-value:{path}" for path in kept]
+        if add_note_once(self._notes(ticket.key), lambda note: self._add_note(ticket.key, note), result, marker):
+            written.append(f"{where}:note")
+        return written
+
+    @abstractmethod
+    def _update(
+        self, ticket: RemoteTicket, result: TriageResult, updates: dict[str, Any], paths: list[str]
+    ) -> list[str]:
+        """Write `updates` (nothing when empty); returns the names of what was written."""
+
+    @abstractmethod
+    def _notes(self, key: str) -> Iterator[str]:
+        """The text of every note already on the ticket."""
+
+    @abstractmethod
+    def _add_note(self, key: str, note: str) -> None: ...

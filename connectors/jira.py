@@ -15,39 +15,34 @@ import base64
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ticketsmith.connectors.adf import adf_to_text, text_to_adf
 from ticketsmith.connectors.http_api import ApiClient
 from ticketsmith.connectors.itsm import (
-    FieldTarget,
-    OurField,
+    ItsmSettings,
+    NoteWritingConnector,
     RemoteTicket,
     Secret,
-    add_note_once,
-    fields_to_write,
 )
 from ticketsmith.runtime.schema import TriageResult
 
 
-class JiraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class JiraSettings(ItsmSettings):
     kind: Literal["jira"] = "jira"
     base_url: str = Field(description="https://<site>.atlassian.net")
     email: str
     api_token: Secret
     project: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
-    fields: dict[OurField, FieldTarget] = Field(default_factory=dict)
     review_label: str | None = Field("ticketsmith-review", description="label added to needs-review tickets")
     label_prefix: str | None = Field(None, description="also add `<prefix><category>` as a label")
     internal_note: Literal["comment", "jsm"] = "comment"
-    first_poll_days: int = Field(1, ge=0, description="with no cursor yet, start with tickets this recent")
-    page_size: int = Field(50, ge=1, le=100)
-    timeout_s: float = Field(30.0, gt=0)
 
 
-class JiraConnector:
+class JiraConnector(NoteWritingConnector):
+    system = "jira"
+    settings: JiraSettings
+
     def __init__(self, settings: JiraSettings, client: ApiClient | None = None) -> None:
         self.settings = settings
         self.source = f"jira:{settings.project}"
@@ -87,25 +82,23 @@ class JiraConnector:
         text = "\n".join(part for part in (fields.get("summary") or "", adf_to_text(fields.get("description"))) if part)
         return RemoteTicket(key=key, text=text, current={k: fields.get(k) for k in wanted})
 
-    def write_back(self, ticket: RemoteTicket, result: TriageResult, marker: str) -> list[str]:
-        written: list[str] = []
-        updates, paths, kept = fields_to_write(self.settings.fields, ticket, result)
+    def _update(
+        self, ticket: RemoteTicket, result: TriageResult, updates: dict[str, Any], paths: list[str]
+    ) -> list[str]:
+        """The fields, and the labels (review, category) in the same edit."""
         labels = []
         if result.needs_review and self.settings.review_label:
             labels.append(self.settings.review_label)
         if self.settings.label_prefix:
             labels.append(f"{self.settings.label_prefix}{result.category}".replace(" ", "-"))
         labels = [label for label in labels if label not in (ticket.current.get("labels") or [])]
-        if updates or labels:
-            body: dict[str, Any] = {"fields": updates}
-            if labels:
-                body["update"] = {"labels": [{"add": label} for label in labels]}
-            self.client.request("PUT", f"/rest/api/3/issue/{ticket.key}", params={"notifyUsers": "false"}, json=body)
-            written += [f"jira:{ticket.key}:{name}" for name in [*paths, *(f"label:{lb}" for lb in labels)]]
-        written += [f"jira:{ticket.key}:kept-human-value:{name}" for name in kept]
-        if add_note_once(self._notes(ticket.key), lambda note: self._add_note(ticket.key, note), result, marker):
-            written.append(f"jira:{ticket.key}:note")
-        return written
+        if not updates and not labels:
+            return []
+        body: dict[str, Any] = {"fields": updates}
+        if labels:
+            body["update"] = {"labels": [{"add": label} for label in labels]}
+        self.client.request("PUT", f"/rest/api/3/issue/{ticket.key}", params={"notifyUsers": "false"}, json=body)
+        return [*paths, *(f"label:{label}" for label in labels)]
 
     def _add_note(self, key: str, note: str) -> None:
         if self.settings.internal_note == "jsm":

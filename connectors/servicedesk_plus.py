@@ -23,16 +23,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from ticketsmith.connectors.http_api import ApiClient, ConnectorError
 from ticketsmith.connectors.itsm import (
-    FieldTarget,
-    OurField,
+    ItsmSettings,
+    NoteWritingConnector,
     RemoteTicket,
     Secret,
-    add_note_once,
-    fields_to_write,
 )
 from ticketsmith.connectors.zoho_oauth import ZohoOAuth, ZohoOAuthSettings
 from ticketsmith.runtime.schema import TriageResult
@@ -42,21 +40,12 @@ RETRIED_STATUS_CODES = {4002, 4004, 4015, 4022}  # forbidden, internal error, ra
 ACCEPT = "application/vnd.manageengine.sdp.v3+json"
 
 
-class ServiceDeskPlusSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ServiceDeskPlusSettings(ItsmSettings):
     kind: Literal["servicedesk_plus"] = "servicedesk_plus"
     base_url: str = Field(description="https://<host>:<port>/api/v3 or https://<domain>/app/<portal>/api/v3")
     edition: Literal["onprem", "cloud"] = "onprem"
     auth_token: Secret | None = Field(None, description="on-premises technician API key")
     oauth: ZohoOAuthSettings | None = Field(None, description="Cloud: Zoho accounts OAuth")
-    fields: dict[OurField, FieldTarget] = Field(default_factory=dict)
-    review_route: dict[str, Any] = Field(
-        default_factory=dict, description="fields set on needs-review requests, e.g. {group: {name: Human Triage}}"
-    )
-    first_poll_days: int = Field(1, ge=0, description="with no cursor yet, start with requests this recent")
-    page_size: int = Field(50, ge=1, le=100)
-    timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _one_auth(self) -> "ServiceDeskPlusSettings":
@@ -78,7 +67,10 @@ def check_status(body: Any, what: str) -> Any:
     return body
 
 
-class ServiceDeskPlusConnector:
+class ServiceDeskPlusConnector(NoteWritingConnector):
+    system = "servicedesk_plus"
+    settings: ServiceDeskPlusSettings
+
     def __init__(self, settings: ServiceDeskPlusSettings, client: ApiClient | None = None) -> None:
         self.settings = settings
         self.source = f"servicedesk_plus:{settings.base_url}"
@@ -139,16 +131,13 @@ class ServiceDeskPlusConnector:
         parts = (request.get("subject"), strip_html(request.get("description") or ""))
         return RemoteTicket(key=key, text="\n".join(part for part in parts if part), current=request)
 
-    def write_back(self, ticket: RemoteTicket, result: TriageResult, marker: str) -> list[str]:
-        updates, paths, kept = fields_to_write(self.settings.fields, ticket, result, self.settings.review_route)
-        written: list[str] = []
-        if updates:
-            self._call("PUT", f"/requests/{ticket.key}", f"updating request {ticket.key}", {"request": updates})
-            written += [f"servicedesk_plus:{ticket.key}:{path}" for path in paths]
-        written += [f"servicedesk_plus:{ticket.key}:kept-human-value:{path}" for path in kept]
-        if add_note_once(self._notes(ticket.key), lambda note: self._add_note(ticket.key, note), result, marker):
-            written.append(f"servicedesk_plus:{ticket.key}:note")
-        return written
+    def _update(
+        self, ticket: RemoteTicket, result: TriageResult, updates: dict[str, Any], paths: list[str]
+    ) -> list[str]:
+        if not updates:
+            return []
+        self._call("PUT", f"/requests/{ticket.key}", f"updating request {ticket.key}", {"request": updates})
+        return paths
 
     def _add_note(self, key: str, note: str) -> None:
         body = {self.note_key: {"description": note, "show_to_requester": False}}

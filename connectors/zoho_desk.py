@@ -19,37 +19,35 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ticketsmith.connectors.http_api import ApiClient
-from ticketsmith.connectors.itsm import FieldTarget, OurField, RemoteTicket, add_note_once, fields_to_write
+from ticketsmith.connectors.itsm import (
+    ItsmSettings,
+    NoteWritingConnector,
+    RemoteTicket,
+)
 from ticketsmith.connectors.zoho_oauth import ZohoOAuth, ZohoOAuthSettings
 from ticketsmith.runtime.schema import TriageResult
 from ticketsmith.runtime.text_hygiene import strip_html
 
 
-class ZohoDeskSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ZohoDeskSettings(ItsmSettings):
     kind: Literal["zoho_desk"] = "zoho_desk"
     base_url: str = Field("https://desk.zoho.com/api/v1", description="the data centre's Desk API root")
     org_id: str
     oauth: ZohoOAuthSettings
     department_id: str | None = Field(None, description="only tickets of this department")
-    fields: dict[OurField, FieldTarget] = Field(default_factory=dict)
-    review_route: dict[str, Any] = Field(
-        default_factory=dict, description='fields set on needs-review tickets, e.g. {teamId: "<human triage team>"}'
-    )
-    first_poll_days: int = Field(1, ge=0, description="with no cursor yet, start with tickets this recent")
-    page_size: int = Field(50, ge=1, le=100)
-    timeout_s: float = Field(30.0, gt=0)
 
 
 def _zoho_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-class ZohoDeskConnector:
+class ZohoDeskConnector(NoteWritingConnector):
+    system = "zoho_desk"
+    settings: ZohoDeskSettings
+
     def __init__(self, settings: ZohoDeskSettings, client: ApiClient | None = None) -> None:
         self.settings = settings
         self.source = f"zoho_desk:{settings.org_id}" + (f":{settings.department_id}" if settings.department_id else "")
@@ -86,16 +84,13 @@ class ZohoDeskConnector:
         text = "\n".join(part for part in (ticket.get("subject"), strip_html(ticket.get("description") or "")) if part)
         return RemoteTicket(key=key, text=text, current=ticket)
 
-    def write_back(self, ticket: RemoteTicket, result: TriageResult, marker: str) -> list[str]:
-        updates, paths, kept = fields_to_write(self.settings.fields, ticket, result, self.settings.review_route)
-        written: list[str] = []
-        if updates:
-            self.client.request("PATCH", f"/tickets/{ticket.key}", json=updates)
-            written += [f"zoho_desk:{ticket.key}:{path}" for path in paths]
-        written += [f"zoho_desk:{ticket.key}:kept-human-value:{name}" for name in kept]
-        if add_note_once(self._notes(ticket.key), lambda note: self._add_note(ticket.key, note), result, marker):
-            written.append(f"zoho_desk:{ticket.key}:note")
-        return written
+    def _update(
+        self, ticket: RemoteTicket, result: TriageResult, updates: dict[str, Any], paths: list[str]
+    ) -> list[str]:
+        if not updates:
+            return []
+        self.client.request("PATCH", f"/tickets/{ticket.key}", json=updates)
+        return paths
 
     def _add_note(self, key: str, note: str) -> None:
         body = {"content": note, "contentType": "plainText", "isPublic": False}

@@ -1,7 +1,10 @@
 """Helpers for the ITSM connector tests: a worker over a fresh job store, and draining it."""
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.fakes.faults import Fault, FaultyServer
 from ticketsmith.connectors.itsm import ItsmConnector
 from ticketsmith.connectors.itsm_worker import ItsmWorker
 from ticketsmith.connectors.job_store import SqliteJobStore
@@ -31,3 +34,28 @@ def retry_now(worker: ItsmWorker, store: SqliteJobStore) -> None:
     """Skip the backoff wait of failed jobs and work them again."""
     store._db.execute("UPDATE jobs SET next_attempt_at = 0")
     drain(worker)
+
+
+def check_fault_outcome(
+    server: FaultyServer,
+    worker: ItsmWorker,
+    store: SqliteJobStore,
+    key: str,
+    fault: Fault,
+    state: str,
+    notes: Callable[[], int],
+) -> None:
+    """Inject `fault`, work the ticket: the job ends in `state`, honouring any Retry-After; a transient
+    fault, once gone, lets the retry finish the ticket with exactly one note."""
+    server.faults.append(fault)
+    started = time.time()
+    drain(worker)
+    job = store.get(worker.connector.source, key)
+    assert job is not None and job.state == state, job
+    if fault.headers.get("Retry-After"):
+        assert job.next_attempt_at >= started + float(fault.headers["Retry-After"])
+    if state == "failed":
+        retry_now(worker, store)
+        job = store.get(worker.connector.source, key)
+        assert job is not None and job.state in ("done", "needs_review")
+        assert notes() == 1

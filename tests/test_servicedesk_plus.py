@@ -1,6 +1,5 @@
 """The ServiceDesk Plus connector and its worker against a local fake SDP (on-premises and Cloud), over real HTTP."""
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -10,7 +9,7 @@ import pytest
 from tests.fakes.faults import Fault
 from tests.fakes.server import serve
 from tests.fakes.servicedesk_plus import FakeServiceDeskPlus, sdp_error
-from tests.itsm_helpers import TICKETS, drain, make_worker, retry_now
+from tests.itsm_helpers import TICKETS, check_fault_outcome, drain, make_worker
 from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import FieldTarget, Secret
 from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusConnector, ServiceDeskPlusSettings
@@ -164,16 +163,5 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
     request_id = add_requests(sdp, 1)[0]
     connector = ServiceDeskPlusConnector(settings(sdp, url, monkeypatch))
     worker, store = make_worker(triager, connector, tmp_path)
-    sdp.faults.append(fault)
-    started = time.time()
-    drain(worker)
-    job = store.get(connector.source, request_id)
-    assert job is not None and job.state == state, job
-    if fault.headers.get("Retry-After"):
-        assert job.next_attempt_at >= started + 30
-    if state == "failed":
-        retry_now(worker, store)
-        job = store.get(connector.source, request_id)
-        assert job is not None and job.state in ("done", "needs_review")
-        assert len(sdp.notes[request_id]) == 1
+    check_fault_outcome(sdp, worker, store, request_id, fault, state, lambda: len(sdp.notes[request_id]))
     connector.close()

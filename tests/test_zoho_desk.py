@@ -1,6 +1,5 @@
 """The Zoho Desk connector and its worker against local fakes of Zoho accounts and Zoho Desk, over real HTTP."""
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import pytest
 from tests.fakes.faults import Fault
 from tests.fakes.server import serve
 from tests.fakes.zoho import FakeZohoDesk
-from tests.itsm_helpers import TICKETS, drain, make_worker, retry_now
+from tests.itsm_helpers import TICKETS, check_fault_outcome, drain, make_worker
 from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import FieldTarget, Secret
 from ticketsmith.connectors.zoho_desk import ZohoDeskConnector, ZohoDeskSettings
@@ -179,16 +178,5 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
     ticket_id = add_tickets(desk, 1)[0]
     connector = ZohoDeskConnector(settings(url, monkeypatch))
     worker, store = make_worker(triager, connector, tmp_path)
-    desk.faults.append(fault)
-    started = time.time()
-    drain(worker)
-    job = store.get(connector.source, ticket_id)
-    assert job is not None and job.state == state, job
-    if fault.headers.get("Retry-After"):
-        assert job.next_attempt_at >= started + 30
-    if state == "failed":
-        retry_now(worker, store)
-        job = store.get(connector.source, ticket_id)
-        assert job is not None and job.state in ("done", "needs_review")
-        assert len(desk.comments[ticket_id]) == 1
+    check_fault_outcome(desk, worker, store, ticket_id, fault, state, lambda: len(desk.comments[ticket_id]))
     connector.close()
