@@ -77,6 +77,9 @@ class ItsmSettings(BaseModel):
     first_poll_days: int = Field(1, ge=0, description="with no cursor yet, start with tickets this recent")
     page_size: int = Field(50, ge=1, le=100)
     timeout_s: float = Field(30.0, gt=0)
+    webhook_secret: Secret | None = Field(
+        None, description="enables /webhooks/<kind>/<n>: Jira's HMAC secret, or the shared secret of the others"
+    )
 
 
 class RemoteTicket(BaseModel):

@@ -54,9 +54,9 @@ class ItsmWorker:
         self._next_poll = time.monotonic() + self.poll_interval_s
         return len(keys)
 
-    def enqueue(self, key: str) -> bool:
-        """A ticket announced by a webhook: the same job as if polling had found it."""
-        return self.store.enqueue(self.connector.source, key, {"key": key})
+    def poll_soon(self) -> None:
+        """A webhook said something changed: poll at the next tick (safe to call from another thread)."""
+        self._next_poll = 0.0
 
     def work_once(self) -> bool:
         job = self.store.claim(self.worker_id, self.lease_s, (self.connector.source,))

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ticketsmith.connectors.itsm import ItsmConnector
+from ticketsmith.connectors.itsm import ItsmConnector, ItsmSettings, Secret
 from ticketsmith.connectors.jira import JiraConnector, JiraSettings
 from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusConnector, ServiceDeskPlusSettings
 from ticketsmith.connectors.zoho_desk import ZohoDeskConnector, ZohoDeskSettings
@@ -35,6 +35,14 @@ class InboxSettings(BaseModel):
     max_bytes: int = Field(1_000_000, ge=1)
 
 
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="0.0.0.0 to accept webhooks from other machines")
+    port: int = Field(8080, ge=1, le=65535)
+    api_tokens: list[Secret] = Field(default_factory=list, description="bearer tokens accepted by /v1/triage")
+
+
 class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,13 +55,24 @@ class WorkerConfig(BaseModel):
     zoho_desk: list[ZohoDeskSettings] = Field(default_factory=list)
     servicedesk_plus: list[ServiceDeskPlusSettings] = Field(default_factory=list)
 
-    def connectors(self) -> list[ItsmConnector]:
-        """One connector per configured ITSM system."""
+    http: HttpSettings | None = None
+
+    def itsm_sources(self) -> list[tuple[str, int, ItsmSettings]]:
+        """(kind, index within that kind, settings) of every ITSM source; webhooks address them so."""
         return [
-            *(JiraConnector(s) for s in self.jira),
-            *(ZohoDeskConnector(s) for s in self.zoho_desk),
-            *(ServiceDeskPlusConnector(s) for s in self.servicedesk_plus),
+            *(("jira", i, s) for i, s in enumerate(self.jira)),
+            *(("zoho_desk", i, s) for i, s in enumerate(self.zoho_desk)),
+            *(("servicedesk_plus", i, s) for i, s in enumerate(self.servicedesk_plus)),
         ]
+
+
+def connector_for(settings: ItsmSettings) -> ItsmConnector:
+    if isinstance(settings, JiraSettings):
+        return JiraConnector(settings)
+    if isinstance(settings, ZohoDeskSettings):
+        return ZohoDeskConnector(settings)
+    assert isinstance(settings, ServiceDeskPlusSettings)
+    return ServiceDeskPlusConnector(settings)
 
 
 def load_worker_config(path: Path | None, **overrides: Any) -> WorkerConfig:

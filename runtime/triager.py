@@ -1,6 +1,8 @@
 """The Triager: raw ticket text in, validated TriageResult out, one loaded model reused throughout."""
 
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -26,9 +28,17 @@ class TicketInput:
     id: str | int | None = None
 
 
+TriageObserver = Callable[[float, "TriageResult | None"], None]
+
+
 class Triager:
+    """Thread-safe: one model and one KV cache, so concurrent callers (the worker loop, the HTTP API)
+    take turns. Observers hear of every triage: its seconds and its result (None when it failed)."""
+
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
+        self.observers: list[TriageObserver] = []
+        self._lock = threading.Lock()
         self.taxonomy = load_taxonomy(settings.taxonomy_path)
         self.grammar = compile_grammar(self.taxonomy)
         self.model_path = settings.model_path or embedded_model_path()
@@ -83,7 +93,8 @@ class Triager:
 
     def warm_up(self) -> None:
         """Evaluate the fixed prompt prefix now, so that the first ticket costs no more than the rest."""
-        self.decoder.feed_prompt(self._prefix + self._suffix, self.fixed_prefix_length, DecodeStats())
+        with self._lock:
+            self.decoder.feed_prompt(self._prefix + self._suffix, self.fixed_prefix_length, DecodeStats())
 
     def close(self) -> None:
         self.engine.close()
@@ -107,6 +118,17 @@ class Triager:
         return answer, ticket, n_text, truncated
 
     def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
+        started = time.perf_counter()
+        result = None
+        try:
+            with self._lock:
+                result = self._triage(text, ticket_id)
+            return result
+        finally:
+            for observer in self.observers:
+                observer(time.perf_counter() - started, result)
+
+    def _triage(self, text: str, ticket_id: str | int | None) -> TriageResult:
         answer, ticket, n_text, truncated = self.decode(text)
         thresholds = self.settings.review_thresholds.model_dump()
         review = [name for name, p in answer.confidence.items() if p < thresholds[name]]

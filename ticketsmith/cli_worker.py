@@ -29,12 +29,13 @@ def worker(
     """Triage every new ticket of the configured sources and write the results back, until SIGTERM or
     Ctrl-C (the ticket in hand is finished first). Jobs live in a durable store: a killed worker loses
     nothing and writes nothing twice."""
+    from ticketsmith.connectors.http_app import start_http
     from ticketsmith.connectors.inbox import InboxFolders
     from ticketsmith.connectors.inbox_worker import InboxWorker
     from ticketsmith.connectors.itsm_worker import ItsmWorker
     from ticketsmith.connectors.job_store import SqliteJobStore
     from ticketsmith.connectors.service import Source, run_service
-    from ticketsmith.connectors.worker_config import InboxSettings, load_worker_config
+    from ticketsmith.connectors.worker_config import InboxSettings, connector_for, load_worker_config
     from ticketsmith.runtime.settings import load_settings
     from ticketsmith.runtime.triager import Triager
 
@@ -53,8 +54,8 @@ def worker(
                 "n_threads": threads,
             },
         )
-        connectors = settings.connectors()
-        if settings.inbox is None and not connectors:
+        itsm_sources = settings.itsm_sources()
+        if settings.inbox is None and not itsm_sources:
             raise typer.BadParameter(
                 "no source: give --inbox or a --config with `inbox`, `jira`, `zoho_desk` or `servicedesk_plus`"
             )
@@ -73,9 +74,14 @@ def worker(
             )
         )
         watch.append(folders.inbox)
-    sources += [
-        ItsmWorker(triager, store, c, worker_id, settings.lease_s, settings.poll_interval_s) for c in connectors
-    ]
+    itsm_workers = {
+        (kind, index): ItsmWorker(
+            triager, store, connector_for(source), worker_id, settings.lease_s, settings.poll_interval_s
+        )
+        for kind, index, source in itsm_sources
+    }
+    sources += list(itsm_workers.values())
+    stop_http = start_http(settings, triager, itsm_workers) if settings.http else None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -83,8 +89,10 @@ def worker(
     try:
         run_service(triager, sources, stop, watch)
     finally:
-        for connector in connectors:
-            connector.close()
+        if stop_http is not None:
+            stop_http()
+        for itsm_worker in itsm_workers.values():
+            itsm_worker.connector.close()
         counts = store.counts()
         store.close()
         typer.echo(f"stopped; jobs by state: {counts}", err=True)

@@ -1,0 +1,204 @@
+"""The HTTP side: /v1/triage, webhooks (verified; forged or replayed calls change nothing), /healthz and
+/metrics, over real HTTP with the real model; and the worker process serving it from its config."""
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.server import serve
+from ticketsmith.connectors.http_app import create_app
+from ticketsmith.connectors.itsm import Secret
+from ticketsmith.connectors.jira import JiraSettings
+from ticketsmith.connectors.job_store import SqliteJobStore
+from ticketsmith.connectors.metrics import ServiceMetrics
+from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusSettings
+from ticketsmith.connectors.webhooks import WebhookEndpoint
+from ticketsmith.connectors.zoho_desk import ZohoDeskSettings
+from ticketsmith.runtime.schema import TriageResult
+from ticketsmith.runtime.triager import Triager
+
+TOKEN = "api-token-123"
+JIRA_SECRET = "jira-hmac-secret"
+SHARED_SECRET = "zoho-and-sdp-secret"
+
+
+class Service:
+    def __init__(self, url: str, store: SqliteJobStore, polls: list[str]) -> None:
+        self.url, self.store, self.polls = url, store, polls
+
+
+@pytest.fixture
+def service(triager: Triager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    monkeypatch.setenv("JIRA_HOOK", JIRA_SECRET)
+    monkeypatch.setenv("SHARED_HOOK", SHARED_SECRET)
+    monkeypatch.setenv("DUMMY", "x")
+    jira = JiraSettings(
+        base_url="http://unused",
+        email="e",
+        api_token=Secret(env="DUMMY"),
+        project="IT",
+        webhook_secret=Secret(env="JIRA_HOOK"),
+    )
+    zoho = ZohoDeskSettings.model_validate(
+        {
+            "org_id": "2389290",
+            "oauth": {"client_id": "c", "client_secret": {"env": "DUMMY"}, "refresh_token": {"env": "DUMMY"}},
+            "webhook_secret": {"env": "SHARED_HOOK"},
+        }
+    )
+    sdp = ServiceDeskPlusSettings(
+        base_url="http://unused", auth_token=Secret(env="DUMMY"), webhook_secret=Secret(env="SHARED_HOOK")
+    )
+    no_hooks = JiraSettings(base_url="http://unused", email="e", api_token=Secret(env="DUMMY"), project="OPS")
+    polls: list[str] = []
+    webhooks = {
+        ("jira", 0): WebhookEndpoint(jira, "jira:IT", lambda: polls.append("jira")),
+        ("jira", 1): WebhookEndpoint(no_hooks, "jira:OPS", lambda: polls.append("ops")),
+        ("zoho_desk", 0): WebhookEndpoint(zoho, "zoho_desk:2389290", lambda: polls.append("zoho")),
+        ("servicedesk_plus", 0): WebhookEndpoint(sdp, "servicedesk_plus:x", lambda: polls.append("sdp")),
+    }
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    metrics = ServiceMetrics(store.counts, {"model": triager.model_path.name, "prompt_version": triager.prompt_version})
+    triager.observers.append(metrics.observe)
+    try:
+        with serve(create_app(triager, store, metrics, [TOKEN], webhooks)) as url:
+            yield Service(url, store, polls)
+    finally:
+        triager.observers.remove(metrics.observe)
+        store.close()
+
+
+def test_triage_endpoint_needs_a_token_and_answers_a_valid_ticket(service: Service, triager: Triager) -> None:
+    body = {"text": "My laptop screen flickers since the update", "id": "T-1"}
+    assert httpx.post(f"{service.url}/v1/triage", json=body).status_code == 401
+    wrong = httpx.post(f"{service.url}/v1/triage", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    answer = httpx.post(
+        f"{service.url}/v1/triage", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
+    )
+    assert answer.status_code == 200
+    result = TriageResult.model_validate(answer.json(), context={"taxonomy": triager.taxonomy})
+    assert result.id == "T-1" and result.subcategory in triager.taxonomy.choices("subcategory", result.category)
+    empty = httpx.post(f"{service.url}/v1/triage", json={"text": "  "}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert empty.status_code == 422 and "empty" in empty.text
+
+
+def jira_call(url: str, event: dict[str, object], secret: str = JIRA_SECRET) -> httpx.Response:
+    raw = json.dumps(event).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    headers = {"X-Hub-Signature": signature, "Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": "1"}
+    return httpx.post(f"{url}/webhooks/jira/0", content=raw, headers=headers)
+
+
+def test_jira_webhook_is_verified_and_a_replay_changes_nothing(service: Service) -> None:
+    event = {
+        "timestamp": 1,
+        "webhookEvent": "jira:issue_created",
+        "issue": {"id": "10001", "key": "IT-7", "fields": {}},
+    }
+    forged = jira_call(service.url, event, secret="guessed")
+    assert forged.status_code == 401 and service.store.get("jira:IT", "IT-7") is None
+    unsigned = httpx.post(f"{service.url}/webhooks/jira/0", json=event)
+    assert unsigned.status_code == 401
+    first = jira_call(service.url, event)
+    assert first.status_code == 200 and first.json()["enqueued"] == ["IT-7"]
+    job = service.store.get("jira:IT", "IT-7")
+    assert job is not None and job.state == "new"
+    replay = jira_call(service.url, event)
+    assert replay.status_code == 200 and replay.json()["enqueued"] == []
+    assert service.store.get("jira:IT", "IT-7") == job  # the same job, untouched
+    other_project = {**event, "issue": {"key": "HR-1"}}
+    assert jira_call(service.url, other_project).json()["enqueued"] == []
+    updated = {**event, "webhookEvent": "jira:issue_updated", "issue": {"key": "IT-8"}}
+    assert jira_call(service.url, updated).json()["enqueued"] == []
+    assert httpx.post(f"{service.url}/webhooks/jira/1", json=event).status_code == 404  # no secret: not enabled
+    assert httpx.post(f"{service.url}/webhooks/jira/9", json=event).status_code == 404
+
+
+def test_zoho_webhook_needs_the_shared_secret_and_takes_its_orgs_new_tickets(service: Service) -> None:
+    events = [
+        {"eventType": "Ticket_Add", "orgId": 2389290, "eventTime": "1", "payload": {"id": "1892000000042034"}},
+        {"eventType": "Ticket_Update", "orgId": 2389290, "payload": {"id": "1892000000042035"}},
+        {"eventType": "Ticket_Add", "orgId": 999, "payload": {"id": "1892000000042036"}},
+    ]
+    hook = f"{service.url}/webhooks/zoho_desk/0"
+    assert httpx.post(hook, json=events).status_code == 401
+    assert httpx.post(hook, json=events, params={"secret": "wrong"}).status_code == 401
+    answer = httpx.post(hook, json=events, params={"secret": SHARED_SECRET})
+    assert answer.status_code == 200 and answer.json()["enqueued"] == ["1892000000042034"]
+    assert httpx.post(hook, content=b"{not json", params={"secret": SHARED_SECRET}).status_code == 400
+    assert httpx.post(hook, json={"not": "a list"}, headers={"X-Ticketsmith-Secret": SHARED_SECRET}).status_code == 400
+
+
+def test_sdp_webhook_is_a_signal_to_poll(service: Service) -> None:
+    hook = f"{service.url}/webhooks/servicedesk_plus/0"
+    assert httpx.post(hook, json={"id": "5"}).status_code == 401 and service.polls == []
+    answer = httpx.post(hook, content=b"anything the admin wrote", headers={"X-Ticketsmith-Secret": SHARED_SECRET})
+    assert answer.status_code == 200 and service.polls == ["sdp"]
+    assert service.store.counts() == {}
+
+
+def test_healthz_and_metrics(service: Service) -> None:
+    service.store.enqueue("jira:IT", "IT-1", {"key": "IT-1"})
+    health = httpx.get(f"{service.url}/healthz").json()
+    assert health["status"] == "ok" and health["jobs"] == {"new": 1}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    httpx.post(f"{service.url}/v1/triage", json={"text": "Printer out of toner"}, headers=headers, timeout=120)
+    metrics = httpx.get(f"{service.url}/metrics").text
+    assert 'ticketsmith_jobs{state="new"} 1.0' in metrics and "ticketsmith_queue_depth 1.0" in metrics
+    assert "ticketsmith_triage_seconds_count 1.0" in metrics
+    assert any(
+        line.startswith("ticketsmith_triage_total{outcome=") and line.endswith(" 1.0") for line in metrics.splitlines()
+    )
+    assert 'ticketsmith_model_info{model="' in metrics
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_worker_serves_http_from_its_config_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        "runtime: {n_threads: 2}\n"
+        f"inbox: {{root: {tmp_path / 'tickets'}}}\n"
+        f"http: {{port: {port}, api_tokens: [{{env: TS_TOKEN}}]}}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "TS_TOKEN": TOKEN}
+    process = subprocess.Popen([sys.executable, "-m", "ticketsmith", "worker", "--config", str(config)], env=env)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline and process.poll() is None, "the worker's HTTP side did not start"
+                time.sleep(0.5)
+        assert health.json()["status"] == "ok"
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/triage",
+            json={"text": "Cannot log in to the VPN"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=120,
+        )
+        assert answer.status_code == 200 and answer.json()["category"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
