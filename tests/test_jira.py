@@ -193,6 +193,13 @@ def test_the_deploy_example_config_is_valid() -> None:
     config = load_worker_config(Path(__file__).resolve().parent.parent / "deploy" / "worker.example.yaml")
     assert config.inbox is not None and config.jira[0].fields["urgency"].encode("Critical") == {"name": "Highest"}
     assert "JIRA_API_TOKEN" in repr(config.jira[0].api_token)
+    assert config.zoho_desk[0].fields["application"].field == "cf.cf_application"
+    assert config.servicedesk_plus[0].review_route == {"group": {"name": "Human Triage"}}
+    assert config.http is not None and [kind for kind, _, _ in config.itsm_sources()] == [
+        "jira",
+        "zoho_desk",
+        "servicedesk_plus",
+    ]
 
 
 def test_sigkilled_worker_writes_every_ticket_back_exactly_once(fake: tuple[FakeJira, str], tmp_path: Path) -> None:
