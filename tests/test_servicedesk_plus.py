@@ -144,6 +144,7 @@ def test_wrong_credentials_keep_the_ticket(
     [
         (Fault("PUT", r"/requests/\d+", 429, {"Retry-After": "30"}), "failed"),
         (Fault("GET", r"/requests/\d+", 500), "failed"),
+        (Fault("POST", r"/requests/\d+/notes", 409), "failed"),
         (Fault("GET", r"/requests/\d+", 200, body=sdp_error(4004, "Internal error")), "failed"),  # error in a 200
         (Fault("POST", r"/requests/\d+/notes", 200, body=sdp_error(4015, "API rate limit reached")), "failed"),
         (Fault("GET", r"/requests/\d+/notes", malformed=True), "failed"),

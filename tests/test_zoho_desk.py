@@ -159,6 +159,7 @@ def test_a_refused_refresh_token_keeps_the_ticket(
     [
         (Fault("PATCH", r"/api/v1/tickets/\d+", 429), "failed"),  # credits or concurrency cap: no Retry-After
         (Fault("GET", r"/api/v1/tickets/\d+", 500), "failed"),
+        (Fault("PATCH", r"/api/v1/tickets/\d+", 409), "failed"),
         (Fault("POST", r"/api/v1/tickets/\d+/comments", 503, {"Retry-After": "30"}), "failed"),
         (Fault("GET", r"/api/v1/tickets/\d+", malformed=True), "failed"),
         (Fault("GET", r"/api/v1/tickets/\d+/comments", delay_s=3.0), "failed"),
