@@ -106,12 +106,7 @@ def start_http(
     """The HTTP side of a worker process, with its own connection to the job store; returns `stop`."""
     assert config.http is not None
     store = SqliteJobStore(config.state_dir / "jobs.db")
-    model = {
-        "model": triager.model_path.name,
-        "taxonomy": triager.taxonomy.fingerprint(),
-        "prompt_version": triager.prompt_version,
-    }
-    metrics = ServiceMetrics(store.counts, model)
+    metrics = ServiceMetrics(store.counts, triager.model_info())
     triager.observers.append(metrics.observe)
     webhooks = {}
     for kind, index, settings in config.itsm_sources():

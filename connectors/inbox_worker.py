@@ -30,7 +30,7 @@ class InboxWorker:
     ) -> None:
         self.triager, self.store, self.folders = triager, store, folders
         self.worker_id, self.lease_s, self.settle_s, self.max_bytes = worker_id, lease_s, settle_s, max_bytes
-        self.model = f"{triager.model_path.name} taxonomy={triager.taxonomy.fingerprint()} {triager.prompt_version}"
+        self.model = triager.model_label()
 
     def scan(self) -> None:
         """Turn due files into jobs; finish moving originals whose jobs ended before a crash."""

@@ -33,7 +33,7 @@ class ItsmWorker:
     ) -> None:
         self.triager, self.store, self.connector = triager, store, connector
         self.worker_id, self.lease_s, self.poll_interval_s = worker_id, lease_s, poll_interval_s
-        self.model = f"{triager.model_path.name} taxonomy={triager.taxonomy.fingerprint()} {triager.prompt_version}"
+        self.model = triager.model_label()
         self._next_poll = 0.0
 
     def poll_once(self) -> int:

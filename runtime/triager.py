@@ -86,6 +86,19 @@ class Triager:
         sets = [self.taxonomy.choices(f) for f in LABEL_FIELDS if f != "subcategory"]
         return sets + [self.taxonomy.choices("subcategory", c.name) for c in self.taxonomy.categories]
 
+    def model_info(self) -> dict[str, str]:
+        """What is being served: the model file, the taxonomy fingerprint, the prompt version."""
+        return {
+            "model": self.model_path.name,
+            "taxonomy": self.taxonomy.fingerprint(),
+            "prompt_version": self.prompt_version,
+        }
+
+    def model_label(self) -> str:
+        """`model_info` in one line, as audit records carry it."""
+        info = self.model_info()
+        return f"{info['model']} taxonomy={info['taxonomy']} {info['prompt_version']}"
+
     @property
     def fixed_prefix_length(self) -> int:
         """Tokens before the ticket text: the same for every ticket, their KV cache is reused."""

@@ -69,7 +69,7 @@ def service(triager: Triager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ("servicedesk_plus", 0): WebhookEndpoint(sdp, "servicedesk_plus:x", lambda: polls.append("sdp")),
     }
     store = SqliteJobStore(tmp_path / "jobs.db")
-    metrics = ServiceMetrics(store.counts, {"model": triager.model_path.name, "prompt_version": triager.prompt_version})
+    metrics = ServiceMetrics(store.counts, triager.model_info())
     triager.observers.append(metrics.observe)
     try:
         with serve(create_app(triager, store, metrics, [TOKEN], webhooks)) as url:
