@@ -108,10 +108,10 @@ def start_http(
     store = SqliteJobStore(config.state_dir / "jobs.db")
     metrics = ServiceMetrics(store.counts, triager.model_info())
     triager.observers.append(metrics.observe)
-    webhooks = {}
-    for kind, index, settings in config.itsm_sources():
-        worker = itsm_workers[(kind, index)]
-        webhooks[(kind, index)] = WebhookEndpoint(settings, worker.connector.source, worker.poll_soon)
+    webhooks = {
+        where: WebhookEndpoint(worker.connector.settings, worker.connector.source, worker.poll_soon)
+        for where, worker in itsm_workers.items()
+    }
     app = create_app(triager, store, metrics, [secret.get() for secret in config.http.api_tokens], webhooks)
     stop_server = serve_in_thread(app, config.http.host, config.http.port)
 

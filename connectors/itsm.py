@@ -91,6 +91,9 @@ class RemoteTicket(BaseModel):
 class ItsmConnector(Protocol):
     source: str
 
+    @property
+    def settings(self) -> ItsmSettings: ...
+
     def poll(self, cursor: str | None) -> tuple[list[str], str | None]:
         """Keys of tickets created since `cursor` (one page), and the cursor after them."""
         ...

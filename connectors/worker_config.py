@@ -54,7 +54,6 @@ class WorkerConfig(BaseModel):
     jira: list[JiraSettings] = Field(default_factory=list)
     zoho_desk: list[ZohoDeskSettings] = Field(default_factory=list)
     servicedesk_plus: list[ServiceDeskPlusSettings] = Field(default_factory=list)
-
     http: HttpSettings | None = None
 
     def itsm_sources(self) -> list[tuple[str, int, ItsmSettings]]:
