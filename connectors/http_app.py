@@ -8,6 +8,7 @@
 
 import hmac
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 import uvicorn
@@ -20,7 +21,7 @@ from ticketsmith.connectors.job_store import JobStore, SqliteJobStore
 from ticketsmith.connectors.metrics import ServiceMetrics
 from ticketsmith.connectors.webhooks import WebhookEndpoint, WebhookRejected
 from ticketsmith.connectors.worker_config import WorkerConfig
-from ticketsmith.runtime.errors import DecodingError, TicketError
+from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
 from ticketsmith.runtime.triager import Triager
 
 
@@ -87,11 +88,18 @@ def create_app(
     return app
 
 
-def serve_in_thread(app: FastAPI, host: str, port: int) -> Callable[[], None]:
-    """Start uvicorn in a daemon thread (no access log: webhook URLs may carry a secret); returns `stop`."""
+def serve_in_thread(app: FastAPI, host: str, port: int, start_timeout_s: float = 10.0) -> Callable[[], None]:
+    """Start uvicorn in a daemon thread and wait until it listens (no access log: webhook URLs may carry
+    a secret); returns `stop`. A port that cannot be bound is a ConfigError, not a silent dead thread."""
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="ticketsmith-http", daemon=True)
     thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise ConfigError(f"cannot serve HTTP on {host}:{port}: the address is in use or not allowed")
+        time.sleep(0.02)
 
     def stop() -> None:
         server.should_exit = True

@@ -202,3 +202,18 @@ def test_the_worker_serves_http_from_its_config_and_stops_on_sigterm(tmp_path: P
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn exits its thread
+def test_a_port_in_use_is_a_clear_error() -> None:
+    from fastapi import FastAPI
+
+    from ticketsmith.connectors.http_app import serve_in_thread
+    from ticketsmith.runtime.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot serve HTTP on 127.0.0.1:{port}"):
+            serve_in_thread(FastAPI(), "127.0.0.1", port)

@@ -81,7 +81,10 @@ def worker(
         for kind, index, source in itsm_sources
     }
     sources += list(itsm_workers.values())
-    stop_http = start_http(settings, triager, itsm_workers) if settings.http else None
+    try:
+        stop_http = start_http(settings, triager, itsm_workers) if settings.http else None
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
