@@ -32,9 +32,11 @@ def retry_after_seconds(headers: httpx.Headers, now: Callable[[], float] = time.
         try:
             return max(0.0, float(value))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - now())
+            pass
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now())
+        except (ValueError, TypeError):  # neither seconds nor an HTTP date: the job store's backoff decides
+            pass
     reset = headers.get("x-ratelimit-reset")
     if reset:
         try:
