@@ -24,7 +24,7 @@ from ticketsmith.train.base_model import file_sha256, resolve_base
 from ticketsmith.train.encode import IGNORE_INDEX, TrainingEncoder, hf_tokenize
 from ticketsmith.train.finetune import read_adapter_metadata, train
 from ticketsmith.train.synth import generate
-from ticketsmith.train.train_config import load_train_config
+from ticketsmith.train.train_config import TrainConfig, load_train_config
 
 TINY = Path(__file__).parent / "data" / "tiny_taxonomy.yaml"
 
@@ -45,14 +45,14 @@ def data(workdir: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def adapter(workdir: Path, data: Path) -> Path:
-    config = load_train_config(
+def tiny_run(data: Path, output_dir: Path, max_steps: int) -> TrainConfig:
+    """A few steps on the tiny taxonomy, checkpointing every 4: enough to move the loss, and to resume."""
+    return load_train_config(
         None,
         taxonomy_path=TINY,
         train_data=data,
-        output_dir=workdir / "run",
-        max_steps=8,
+        output_dir=output_dir,
+        max_steps=max_steps,
         batch_size=4,
         grad_accum=1,
         learning_rate=2e-3,
@@ -61,7 +61,11 @@ def adapter(workdir: Path, data: Path) -> Path:
         lora_r=8,
         save_steps=4,
     )
-    return train(config)
+
+
+@pytest.fixture(scope="module")
+def adapter(workdir: Path, data: Path) -> Path:
+    return train(tiny_run(data, workdir / "run", max_steps=8))
 
 
 @pytest.fixture(scope="module")
@@ -110,20 +114,7 @@ def test_training_lowers_the_loss_and_records_what_the_adapter_is_for(adapter: P
 def test_training_resumes_from_its_last_checkpoint(workdir: Path, adapter: Path, data: Path) -> None:
     run = workdir / "resumed"
     shutil.copytree(adapter.parent, run)
-    config = load_train_config(
-        None,
-        taxonomy_path=TINY,
-        train_data=data,
-        output_dir=run,
-        max_steps=10,
-        batch_size=4,
-        grad_accum=1,
-        learning_rate=2e-3,
-        logging_steps=1,
-        max_length=512,
-        lora_r=8,
-        save_steps=4,
-    )
+    config = tiny_run(data, run, max_steps=10)
     first = read_adapter_metadata(adapter).loss_curve
     resumed = read_adapter_metadata(train(config, resume=True)).loss_curve
     assert len(resumed) == 10
