@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 import llama_cpp
 import numpy as np
@@ -18,6 +18,12 @@ import numpy.typing as npt
 from ticketsmith.runtime.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
+FlashAttention = Literal["auto", "on", "off"]
+_FLASH_ATTN_TYPES = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
 logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's own chatter stays quiet
 
 
@@ -55,6 +61,7 @@ class LlamaEngine:
         n_seq_max: int,
         n_batch: int = 512,
         lora_path: Path | None = None,
+        flash_attn: FlashAttention = "off",
     ) -> None:
         check_gguf_file(model_path)
         if lora_path is not None:
@@ -78,6 +85,7 @@ class LlamaEngine:
         ctx_params.n_threads = n_threads
         ctx_params.n_threads_batch = n_threads
         ctx_params.no_perf = True
+        ctx_params.flash_attn_type = _FLASH_ATTN_TYPES[flash_attn]
         self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             llama_cpp.llama_model_free(self._model)

@@ -50,6 +50,7 @@ class Triager:
             n_gpu_layers=settings.n_gpu_layers,
             n_seq_max=1 + largest_set,  # sequence 0 plus one per label being scored
             lora_path=settings.lora_path,
+            flash_attn=settings.flash_attn,
         )
         self._check_trained_for_this_setup()
         if largest_set + 1 > self.engine.n_seq_max:
