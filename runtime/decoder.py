@@ -33,7 +33,7 @@ _FORBIDDEN_IN_SUMMARY = {ord('"'), ord("\\"), 0x7F, *range(0x20)}
 class DecodeStats:
     forward_passes: int = 0
     sampled_tokens: int = 0
-    forced_tokens: int = 0
+    forced_tokens: int = 0  # answer tokens not sampled: the scaffolding and the labels
     prompt_tokens_evaluated: int = 0
 
 
@@ -156,11 +156,14 @@ class GuidedDecoder:
         return self.append(tokens[fixed:], stats)
 
     # --- fields -------------------------------------------------------------------------------
-    def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float]:
-        """Greedy summary over JSON-safe whole-character tokens; stops at the closing token or a bound."""
+    def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, list[int]]:
+        """Greedy summary over JSON-safe whole-character tokens; stops at the closing token or a bound.
+        Also returns the summary's tokens not yet evaluated: at the token bound, the last one is left to
+        the batch of the scaffolding that must follow it (its logits could not change anything)."""
         close = self._summary_close[0]
         text = ""
         log_probs: list[float] = []
+        unevaluated: list[int] = []
         for step in range(self.max_summary_tokens):
             allowed = self._first_mask if step == 0 else self._content_mask
             masked = np.where(allowed, logits, -np.inf)
@@ -175,9 +178,12 @@ class GuidedDecoder:
             log_probs.append(float(log_softmax_at(logits, [token])[0]))
             text += piece
             stats.sampled_tokens += 1
+            if step + 1 == self.max_summary_tokens:
+                unevaluated = [token]
+                break
             logits = self.append([token], stats)
         confidence = float(np.exp(np.mean(log_probs))) if log_probs else 0.0
-        return text.strip(), confidence
+        return text.strip(), confidence, unevaluated
 
     def _choose(self, pending: list[int], trie: LabelTrie, stats: DecodeStats) -> tuple[str, float, list[int]]:
         """Append the forced `pending` tokens and score every label of `trie` under the grammar, in one
@@ -197,7 +203,6 @@ class GuidedDecoder:
         ]
         rows = self.engine.decode(items)
         stats.forward_passes += 1
-        stats.forced_tokens += len(pending)
         self._cached.extend(pending)
         node_logits = {id(trie.root): rows[0]}
         node_logits.update({id(node): row for node, row in zip(trie.to_evaluate, rows[1:], strict=True)})
@@ -242,15 +247,15 @@ class GuidedDecoder:
         """Decode the answer to a prompt whose first `fixed_prefix` tokens are the same for every ticket."""
         stats = DecodeStats()
         start = len(prompt_tokens)
-        stats.forced_tokens += len(self._summary_open)
         logits = self.feed_prompt(prompt_tokens + self._summary_open, fixed_prefix, stats)
         values: dict[str, str] = {}
         confidence: dict[str, float] = {}
-        values["summary"], confidence["summary"] = self._summary(logits, stats)
-        pending = self._summary_close
+        values["summary"], confidence["summary"], pending = self._summary(logits, stats)
+        pending = pending + self._summary_close
         for name in FIELD_ORDER[1:]:
             category = values["category"] if name == "subcategory" else None
             trie = self._tries[(name, category)]
             values[name], confidence[name], pending = self._choose(pending, trie, stats)
-        stats.forced_tokens += len(pending)  # the answer's tail: nothing follows, so never evaluated
-        return DecodedAnswer(confidence, self._cached[start:] + pending, stats)
+        answer = self._cached[start:] + pending  # the answer's tail: nothing follows, so never evaluated
+        stats.forced_tokens = len(answer) - stats.sampled_tokens  # scaffolding and labels, none sampled
+        return DecodedAnswer(confidence, answer, stats)

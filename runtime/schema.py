@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
 
 SUMMARY_MAX_CHARS = 200
+# Tokens the decoder lets a summary run to (and training cuts its targets to): a one-sentence
+# summary of the synthetic data is 13 tokens at the median and 19 at most.
+SUMMARY_MAX_TOKENS = 24
 
 
 class Ticket(BaseModel):

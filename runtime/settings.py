@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ticketsmith.runtime.decoder import LabelSearch
 from ticketsmith.runtime.engine import FlashAttention, default_threads
+from ticketsmith.runtime.schema import SUMMARY_MAX_TOKENS
 from ticketsmith.runtime.yaml_config import load_with_overrides
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -44,7 +45,7 @@ class RuntimeSettings(BaseSettings):
     flash_attn: FlashAttention = Field(
         "off", description="off: fastest on a CPU (llama.cpp's auto turns it on, 1.6x slower batches); auto for a GPU"
     )
-    max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = 32
+    max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = SUMMARY_MAX_TOKENS
     label_search: LabelSearch = Field(
         "exact", description="exact: the most probable label; greedy: token by token, as a plain sampler would"
     )

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ticketsmith.runtime.schema import SUMMARY_MAX_TOKENS
 from ticketsmith.runtime.settings import packaged_config
 from ticketsmith.runtime.yaml_config import load_with_overrides
 
@@ -29,7 +30,7 @@ class TrainConfig(BaseModel):
     batch_size: Annotated[int, Field(ge=1)] = 1
     grad_accum: Annotated[int, Field(ge=1)] = 8
     max_length: Annotated[int, Field(ge=128)] = 2048
-    max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = 32
+    max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = SUMMARY_MAX_TOKENS
     max_examples: Annotated[int, Field(ge=1)] | None = None
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     quantization: Literal["auto", "4bit", "none"] = Field(
