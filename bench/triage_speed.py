@@ -111,6 +111,9 @@ def run(synthetic: int, threads: int, model: Path | None, out: Path) -> dict[str
         "labelled": synthetic,
         "n_ctx": ours.settings.n_ctx,
         "max_summary_tokens": ours.settings.max_summary_tokens,
+        "summary_one_sentence": ours.settings.summary_one_sentence,
+        "flash_attn": ours.settings.flash_attn,
+        "prompt_version": ours.prompt_version,
     }
     report["sampling_tokens_per_s"] = sampling_rates(ours, [t["text"] for t in tickets[:10]], n_tokens=32)
     rates = report["sampling_tokens_per_s"]

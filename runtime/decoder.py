@@ -46,6 +46,12 @@ class DecodedAnswer:
     stats: DecodeStats = field(default_factory=DecodeStats)
 
 
+def _opens_sentence(text: str, piece: str) -> bool:
+    """Whether `piece` starts a second sentence after `text` (whose last token may carry the space)."""
+    stripped = text.rstrip()
+    return stripped.endswith((".", "!", "?")) and (stripped != text or piece[:1].isspace()) and bool(piece.strip())
+
+
 def log_softmax_at(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.NDArray[np.float64]:
     """log p(token) for each of `tokens` under softmax(logits)."""
     row = logits.astype(np.float64)
@@ -58,12 +64,18 @@ class GuidedDecoder:
     """Decodes answers for one engine and taxonomy; keeps sequence 0's tokens to reuse its KV cache."""
 
     def __init__(
-        self, engine: LlamaEngine, taxonomy: Taxonomy, max_summary_tokens: int, label_search: LabelSearch = "exact"
+        self,
+        engine: LlamaEngine,
+        taxonomy: Taxonomy,
+        max_summary_tokens: int,
+        label_search: LabelSearch = "exact",
+        one_sentence: bool = True,
     ) -> None:
         self.engine = engine
         self.taxonomy = taxonomy
         self.max_summary_tokens = max_summary_tokens
         self.label_search = label_search
+        self.one_sentence = one_sentence
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0
         self._summary_open = engine.tokenize(key_prefix(0))
         self._summary_close = engine.tokenize(key_prefix(1))
@@ -157,9 +169,11 @@ class GuidedDecoder:
 
     # --- fields -------------------------------------------------------------------------------
     def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, list[int]]:
-        """Greedy summary over JSON-safe whole-character tokens; stops at the closing token or a bound.
-        Also returns the summary's tokens not yet evaluated: at the token bound, the last one is left to
-        the batch of the scaffolding that must follow it (its logits could not change anything)."""
+        """Greedy summary over JSON-safe whole-character tokens; stops at the closing token or a bound:
+        the token bound, the character bound, and (with `one_sentence`) the end of the first sentence,
+        where the next token would open a new one after `.`, `!` or `?`. Also returns the summary's
+        tokens not yet evaluated: at the token bound, the last one is left to the batch of the
+        scaffolding that must follow it (its logits could not change anything)."""
         close = self._summary_close[0]
         text = ""
         log_probs: list[float] = []
@@ -173,7 +187,7 @@ class GuidedDecoder:
             if token == close:
                 break
             piece = self._pieces[token].decode("utf-8")
-            if len(text) + len(piece) > SUMMARY_MAX_CHARS:
+            if len(text) + len(piece) > SUMMARY_MAX_CHARS or (self.one_sentence and _opens_sentence(text, piece)):
                 break
             log_probs.append(float(log_softmax_at(logits, [token])[0]))
             text += piece

@@ -46,6 +46,9 @@ class RuntimeSettings(BaseSettings):
         "off", description="off: fastest on a CPU (llama.cpp's auto turns it on, 1.6x slower batches); auto for a GPU"
     )
     max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = SUMMARY_MAX_TOKENS
+    summary_one_sentence: bool = Field(
+        True, description="end the summary where a second sentence would start (after '.', '!' or '?' and a space)"
+    )
     label_search: LabelSearch = Field(
         "exact", description="exact: the most probable label; greedy: token by token, as a plain sampler would"
     )

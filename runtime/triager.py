@@ -60,7 +60,13 @@ class Triager:
         self.encoder = PromptEncoder(builder.parts(), self.engine.tokenize)
         self.prompt_version = self.encoder.version
         self._prefix, self._suffix = self.encoder.prefix, self.encoder.suffix
-        self.decoder = GuidedDecoder(self.engine, self.taxonomy, settings.max_summary_tokens, settings.label_search)
+        self.decoder = GuidedDecoder(
+            self.engine,
+            self.taxonomy,
+            settings.max_summary_tokens,
+            settings.label_search,
+            one_sentence=settings.summary_one_sentence,
+        )
         if self.decoder.largest_batch() > self.engine.n_batch:
             raise ConfigError("the taxonomy's labels need a larger batch than llama.cpp was given; shorten them")
         self.text_budget = self.engine.n_ctx - len(self._prefix) - len(self._suffix) - self.decoder.max_answer_tokens

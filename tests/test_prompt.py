@@ -24,6 +24,16 @@ def test_system_text_lists_every_label(taxonomy: Taxonomy) -> None:
         assert all(label in text for label in taxonomy.choices(field))
 
 
+def test_system_text_gives_descriptions_but_not_keywords(taxonomy: Taxonomy) -> None:
+    """Keywords are material for the synthetic generator; in the prompt they tripled its length."""
+    text = system_text(taxonomy)
+    labels = [*taxonomy.urgency, *taxonomy.impact, *taxonomy.assignment_groups]
+    labels += [s for c in taxonomy.categories for s in (c, *c.subcategories)]
+    assert all(f"{label.name} ({label.description})" in text for label in labels if label.description)
+    keywords = [", ".join(label.keywords) for label in labels if len(label.keywords) > 1]
+    assert keywords and not [k for k in keywords if k in text]
+
+
 def test_ticket_text_cannot_forge_special_tokens(triager: Triager) -> None:
     engine = triager.engine
     [im_end] = engine.tokenize("<|im_end|>", parse_special=True)

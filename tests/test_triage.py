@@ -1,6 +1,7 @@
 """The runtime on the real embedded model: shape, robustness, confidence mechanics, cache reuse."""
 
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix
+from ticketsmith.runtime.decoder import _opens_sentence
 from ticketsmith.runtime.engine import BatchItem
 from ticketsmith.runtime.errors import ConfigError, TicketError
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
@@ -75,6 +77,56 @@ def test_a_bad_line_does_not_stop_the_batch(triager: Triager, taxonomy: Taxonomy
     for result in (out[0], out[3]):
         assert isinstance(result, TriageResult)
         assert_valid(result, taxonomy)
+
+
+@pytest.mark.parametrize(
+    ("text", "piece", "opens"),
+    [
+        ("Printer jammed.", " It", True),
+        ("Printer jammed. ", "It", True),
+        ("Is the VPN down?", " Nobody", True),
+        ("Printer jammed.", " ", False),  # a lone space: the sentence may still go on
+        ("Version 2.", "1 fails", False),
+        ("Printer jammed", " again", False),
+        ("", " Hi", False),
+    ],
+)
+def test_a_second_sentence_is_recognised(text: str, piece: str, opens: bool) -> None:
+    assert _opens_sentence(text, piece) is opens
+
+
+SECOND_SENTENCE = re.compile(r"[.!?]\s+\S")
+
+
+def test_the_summary_is_one_sentence(triager: Triager) -> None:
+    """The untrained model rambles over several sentences; the summary keeps the first."""
+    texts = [
+        "Hi,\nRequest regarding antivirus alert. It happens in Zoom. Critical: we are down.",
+        "We need help: query slow. (Adobe Acrobat) This is blocking all my work, please help immediately!",
+    ]
+    triager.decoder.one_sentence = False
+    try:
+        rambling = [triager.triage(text).summary for text in texts]
+    finally:
+        triager.decoder.one_sentence = True
+    assert any(SECOND_SENTENCE.search(summary) for summary in rambling)  # else this test proves nothing
+    for text, long in zip(texts, rambling, strict=True):
+        summary = triager.triage(text).summary
+        assert not SECOND_SENTENCE.search(summary)
+        assert long.startswith(summary)
+
+
+def test_a_summary_at_its_token_bound_costs_no_pass_of_its_own(triager: Triager) -> None:
+    """At the bound the last summary token needs no logits: it joins the batch of the scaffolding."""
+    decoder = triager.decoder
+    decoder.max_summary_tokens, decoder.one_sentence = 3, False
+    try:
+        answer, ticket, _, _ = triager.decode("Outlook keeps crashing whenever I open an attachment from finance")
+    finally:
+        decoder.max_summary_tokens, decoder.one_sentence = triager.settings.max_summary_tokens, True
+    assert answer.stats.sampled_tokens == 3
+    assert answer.stats.forward_passes == 1 + 2 + len(FIELD_ORDER) - 1  # prompt, 2 summary steps, one per label
+    assert ticket.summary
 
 
 def test_review_flag_follows_thresholds(settings: RuntimeSettings, triager: Triager) -> None:
