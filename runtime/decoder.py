@@ -114,7 +114,9 @@ class GuidedDecoder:
 
     def largest_batch(self) -> int:
         """Tokens in the biggest label-scoring batch: pending tokens plus a trie's branching nodes."""
-        longest_pending = max(len(self._summary_close), *(len(t) for trie in self._tries.values() for t in trie.tokens))
+        longest_pending = max(
+            1 + len(self._summary_close), *(len(t) for trie in self._tries.values() for t in trie.tokens)
+        )
         return longest_pending + max(len(trie.to_evaluate) for trie in self._tries.values())
 
     @property
