@@ -98,17 +98,15 @@ def test_a_second_sentence_is_recognised(text: str, piece: str, opens: bool) -> 
 SECOND_SENTENCE = re.compile(r"[.!?]\s+\S")
 
 
-def test_the_summary_is_one_sentence(triager: Triager) -> None:
+def test_the_summary_is_one_sentence(triager: Triager, monkeypatch: pytest.MonkeyPatch) -> None:
     """The untrained model rambles over several sentences; the summary keeps the first."""
     texts = [
         "Hi,\nRequest regarding antivirus alert. It happens in Zoom. Critical: we are down.",
         "We need help: query slow. (Adobe Acrobat) This is blocking all my work, please help immediately!",
     ]
-    triager.decoder.one_sentence = False
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(triager.decoder, "one_sentence", False)
         rambling = [triager.triage(text).summary for text in texts]
-    finally:
-        triager.decoder.one_sentence = True
     assert any(SECOND_SENTENCE.search(summary) for summary in rambling)  # else this test proves nothing
     for text, long in zip(texts, rambling, strict=True):
         summary = triager.triage(text).summary
@@ -116,14 +114,13 @@ def test_the_summary_is_one_sentence(triager: Triager) -> None:
         assert long.startswith(summary)
 
 
-def test_a_summary_at_its_token_bound_costs_no_pass_of_its_own(triager: Triager) -> None:
+def test_a_summary_at_its_token_bound_costs_no_pass_of_its_own(
+    triager: Triager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """At the bound the last summary token needs no logits: it joins the batch of the scaffolding."""
-    decoder = triager.decoder
-    decoder.max_summary_tokens, decoder.one_sentence = 3, False
-    try:
-        answer, ticket, _, _ = triager.decode("Outlook keeps crashing whenever I open an attachment from finance")
-    finally:
-        decoder.max_summary_tokens, decoder.one_sentence = triager.settings.max_summary_tokens, True
+    monkeypatch.setattr(triager.decoder, "max_summary_tokens", 3)
+    monkeypatch.setattr(triager.decoder, "one_sentence", False)
+    answer, ticket, _, _ = triager.decode("Outlook keeps crashing whenever I open an attachment from finance")
     assert answer.stats.sampled_tokens == 3
     assert answer.stats.forward_passes == 1 + 2 + len(FIELD_ORDER) - 1  # prompt, 2 summary steps, one per label
     assert ticket.summary
@@ -197,16 +194,16 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(fresh_
     assert result.confidence.category == pytest.approx(float(probabilities.max()), abs=2e-2)
 
 
-def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(triager: Triager) -> None:
+def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(
+    triager: Triager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Where every label of a field starts with its own token, the most probable label is the one a
     greedy sampler picks; elsewhere exact search may pick a label greedy decoding would miss."""
     text = "Excel freezes when I open the quarterly report, whole finance team affected"
     exact = triager.triage(text)
-    triager.decoder.label_search = "greedy"
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(triager.decoder, "label_search", "greedy")
         greedy = triager.triage(text)
-    finally:
-        triager.decoder.label_search = "exact"
     tries = triager.decoder._tries
     compared = 0
     for field in FIELD_ORDER[1:]:  # later fields see earlier answers: compare up to the first difference
