@@ -81,6 +81,11 @@ class GuidedDecoder:
         self._summary_close = engine.tokenize(key_prefix(1))
         self._pieces = [engine.token_bytes(t) for t in range(engine.n_vocab)]
         self._content_mask, self._first_mask = self._summary_masks()
+        self._closing_heads = self._closing_tokens()
+        self._close_mask = np.zeros(engine.n_vocab, dtype=bool)
+        self._close_mask[list(self._closing_heads)] = True
+        self._piece_chars = np.array([len(p.decode("utf-8", errors="replace")) for p in self._pieces])
+        self._piece_chars[list(self._closing_heads)] = [len(head) for head in self._closing_heads.values()]
         self._tries = self._label_tries()
 
     # --- precomputation -----------------------------------------------------------------------
@@ -99,6 +104,20 @@ class GuidedDecoder:
             content[token] = True
             first[token] = bool(text.strip())
         return content, first
+
+    def _closing_tokens(self) -> dict[int, str]:
+        """The tokens that end the summary under the grammar, each with the summary characters it spells
+        before the closing quote (often none): the quote must be followed by a start of the scaffolding."""
+        closing = key_prefix(1).encode()
+        heads: dict[int, str] = {}
+        for token, piece in enumerate(self._pieces):
+            head, quote, tail = piece.partition(b'"')
+            if quote and closing.startswith(quote + tail) and not _FORBIDDEN_IN_SUMMARY.intersection(head):
+                try:
+                    heads[token] = head.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+        return heads
 
     def _label_tries(self) -> dict[tuple[str, str | None], LabelTrie]:
         """Token sequences of `label + following scaffolding`, per field (and category for subcategory)."""
@@ -171,25 +190,26 @@ class GuidedDecoder:
 
     # --- fields -------------------------------------------------------------------------------
     def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, list[int]]:
-        """Greedy summary over JSON-safe whole-character tokens; stops at the closing token or a bound:
-        the token bound, the character bound, and (with `one_sentence`) the end of the first sentence,
-        where the next token would open a new one after `.`, `!` or `?`. Also returns the summary's
-        tokens not yet evaluated: at the token bound, the last one is left to the batch of the
-        scaffolding that must follow it (its logits could not change anything)."""
-        close = self._summary_close[0]
+        """Greedy summary over JSON-safe whole-character tokens that fit in the grammar's character
+        bound. Stops where a token that closes the string wins (as under the grammar; the canonical
+        closing tokens follow, whichever it was), at the token bound, or (with
+        `one_sentence`) where the next token would open a second sentence after `.`, `!` or `?`. Also
+        returns the summary's tokens not yet evaluated: at the token bound, the last one is left to the
+        batch of the scaffolding that must follow it (its logits could not change anything)."""
         text = ""
         log_probs: list[float] = []
         unevaluated: list[int] = []
         for step in range(self.max_summary_tokens):
-            allowed = self._first_mask if step == 0 else self._content_mask
-            masked = np.where(allowed, logits, -np.inf)
-            if step > 0:
-                masked[close] = logits[close]
-            token = int(np.argmax(masked))
-            if token == close:
+            allowed = self._first_mask if step == 0 else self._content_mask | self._close_mask
+            allowed = allowed & (self._piece_chars <= SUMMARY_MAX_CHARS - len(text))
+            token = int(np.argmax(np.where(allowed, logits, -np.inf)))
+            if self._close_mask[token]:  # its summary characters, if any, join the scaffolding's batch
+                head = self._closing_heads[token]
+                text += head
+                unevaluated = self.engine.tokenize(head)
                 break
             piece = self._pieces[token].decode("utf-8")
-            if len(text) + len(piece) > SUMMARY_MAX_CHARS or (self.one_sentence and _opens_sentence(text, piece)):
+            if self.one_sentence and _opens_sentence(text, piece):
                 break
             log_probs.append(float(log_softmax_at(logits, [token])[0]))
             text += piece

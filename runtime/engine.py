@@ -60,6 +60,7 @@ class LlamaEngine:
         n_gpu_layers: int,
         n_seq_max: int,
         n_batch: int = 512,
+        n_ubatch: int | None = None,
         lora_path: Path | None = None,
         flash_attn: FlashAttention = "off",
     ) -> None:
@@ -79,7 +80,7 @@ class LlamaEngine:
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = n_ctx
         ctx_params.n_batch = n_batch
-        ctx_params.n_ubatch = n_batch
+        ctx_params.n_ubatch = n_ubatch or n_batch
         ctx_params.n_seq_max = self.n_seq_max
         ctx_params.kv_unified = True
         ctx_params.n_threads = n_threads

@@ -45,6 +45,11 @@ class RuntimeSettings(BaseSettings):
     flash_attn: FlashAttention = Field(
         "off", description="off: fastest on a CPU (llama.cpp's auto turns it on, 1.6x slower batches); auto for a GPU"
     )
+    n_ubatch: Annotated[int | None, Field(ge=1)] = Field(
+        None,
+        description="llama.cpp's physical batch (unset: 512). 1 makes every token's logits independent of how it "
+        "was batched (llama.cpp's batched kernels round differently), at the cost of batching's speed",
+    )
     max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = SUMMARY_MAX_TOKENS
     summary_one_sentence: bool = Field(
         True, description="end the summary where a second sentence would start (after '.', '!' or '?' and a space)"

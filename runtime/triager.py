@@ -49,6 +49,7 @@ class Triager:
             n_threads=settings.n_threads,
             n_gpu_layers=settings.n_gpu_layers,
             n_seq_max=1 + largest_set,  # sequence 0 plus one per label being scored
+            n_ubatch=settings.n_ubatch,
             lora_path=settings.lora_path,
             flash_attn=settings.flash_attn,
         )
