@@ -1,16 +1,19 @@
-"""Do the decoder's shortcuts change answers? Our runtime with greedy label search (so that only the
-shortcuts differ: forced tokens appended in batches, the prefix cache, the summary's whole-character
-tokens) against plain greedy decoding under the same GBNF grammar: on the same engine, from a cold
-cache, one sampled token per forward pass, each token the most likely one that llama.cpp's grammar
-sampler allows.
+"""Do the decoder's shortcuts change answers? Our runtime with greedy label search and no summary
+bounds (so that only the shortcuts differ: forced tokens appended in batches, the prefix cache,
+labels scored in their canonical tokens) against plain greedy decoding under the same GBNF grammar:
+on the same engine, from a cold cache, one token per forward pass, each the most likely token that
+llama.cpp's grammar sampler allows.
 
-    python -m bench.parity [--tickets 100] [--threads 2] [--model ft.gguf]
+    python -m bench.parity [--tickets 100] [--threads 2] [--model ft.gguf] [--ubatch 1]
 
-Both sides evaluate the prompt in the same two batches (the fixed prefix, then the ticket), so the
-prefix cache is compared exactly. llama.cpp's logits depend on how tokens are batched, so a second
-plain run evaluates the ticket's prompt tokens one by one: how often two plain greedy runs that
-differ only in batching agree is the floor under which no batching shortcut can be judged.
-The summary bounds are set to the grammar's (200 characters, no one-sentence stop)."""
+Both sides evaluate the prompt in the same two batches (the fixed prefix, then the ticket).
+llama.cpp's logits depend on how tokens are batched, so two more figures separate our logic from
+that arithmetic: a second plain run that evaluates the ticket's prompt tokens one by one (how often
+plain greedy agrees with itself when only the batching differs), and `--ubatch 1`, which makes
+llama.cpp compute every token alone, so that any difference left is the decoder's own.
+Where the answers differ, the report says why: the plain run spelled a key or label in other tokens
+than the canonical ones (which the decoder and training use), or it chose differently with the same
+tokens before; with the plain run's lead of its token over the next allowed one there."""
 
 import json
 import statistics
@@ -23,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import typer
 
-from ticketsmith.runtime.answer_format import FIELD_ORDER
+from ticketsmith.runtime.answer_format import FIELD_ORDER, answer_segments
 from ticketsmith.runtime.decoder import DecodeStats
 from ticketsmith.runtime.grammar_check import GrammarState
 from ticketsmith.runtime.settings import load_settings
@@ -86,20 +89,30 @@ def plain_greedy(triager: Triager, text: str, *, ticket_token_by_token: bool) ->
     return GreedyRun(values if isinstance(values, dict) else {}, tokens, margins)
 
 
-@dataclass
-class Divergence:
-    margin: float  # the plain run's lead of its token over the next allowed one there
-    same_text: bool  # both tokens spell the same text (one piece is a prefix of the other): a tokenization
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    """The first index where the sequences differ (None: one is a prefix of the other)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
 
 
-def first_divergence(triager: Triager, ours: list[int], plain: GreedyRun) -> Divergence | None:
-    """Where the two token sequences first part (None: one is a prefix of the other)."""
-    for step, (a, b) in enumerate(zip(ours, plain.tokens, strict=False)):
-        if a != b:
-            mine, theirs = triager.engine.token_bytes(a), triager.engine.token_bytes(b)
-            same_text = mine.startswith(theirs) or theirs.startswith(mine)
-            return Divergence(plain.margins[step], same_text)  # finite: ours is a sentence of the grammar too
-    return None
+def canonical_tokens(triager: Triager, plain: GreedyRun) -> list[int]:
+    """The plain answer spelled as the decoder (and training) spells it: the plain run's own summary
+    tokens, and the scaffolding and labels in their canonical tokens. Empty for an invalid answer."""
+    if not set(FIELD_ORDER) <= plain.values.keys():
+        return []
+    engine = triager.engine
+    opening, summary, *rest = answer_segments({f: str(plain.values[f]) for f in FIELD_ORDER})
+    start, end = len(opening.encode()), len(opening.encode()) + len(summary.encode())
+    sampled: list[int] = []
+    offset = 0
+    for token in plain.tokens:
+        piece = engine.token_bytes(token)
+        if start <= offset and offset + len(piece) <= end:
+            sampled.append(token)
+        offset += len(piece)
+    covered = sum(len(engine.token_bytes(t)) for t in sampled)
+    tail = summary.encode()[covered:].decode("utf-8", errors="replace")  # a closing token's summary characters
+    tokens = engine.tokenize(opening) + sampled + (engine.tokenize(tail) if tail else [])
+    return tokens + [t for segment in rest for t in engine.tokenize(segment)]
 
 
 def agreement(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
@@ -132,32 +145,36 @@ def main(
     texts = samples + [t.text for t in generate(triager.taxonomy, tickets, seed=7)]
     ours_vs_plain: list[tuple[dict[str, Any], dict[str, Any]]] = []
     plain_vs_plain: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    divergences: list[Divergence] = []
+    margins: dict[str, list[float]] = {"plain_left_canonical_tokens": [], "same_tokens_other_choice": []}
+    canonical_pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []  # where plain kept to canonical tokens
     for i, text in enumerate(texts):
         answer, ticket, _, _ = triager.decode(text)  # warm: reuses the prefix cache of the previous ticket
         plain = plain_greedy(triager, text, ticket_token_by_token=False)
-        stepped = plain_greedy(triager, text, ticket_token_by_token=True)
+        # with n_ubatch 1 every token is already evaluated alone: the second plain run could not differ
+        stepped = plain if ubatch == 1 else plain_greedy(triager, text, ticket_token_by_token=True)
         ours = ticket.model_dump(include=set(FIELD_ORDER))
         ours_vs_plain.append((ours, plain.values))
         plain_vs_plain.append((plain.values, stepped.values))
-        divergence = first_divergence(triager, answer.answer_tokens, plain) if ours != plain.values else None
-        if divergence is not None:
-            divergences.append(divergence)
-        print(f"{i + 1}/{len(texts)} identical={ours == plain.values} {divergence}", file=sys.stderr)
-    spelled = [d.margin for d in divergences if d.same_text]
-    chosen = [d.margin for d in divergences if not d.same_text]
+        if canonical_tokens(triager, plain) == plain.tokens:
+            canonical_pairs.append((ours, plain.values))
+        where = first_difference(answer.answer_tokens, plain.tokens)
+        cause = ""
+        if ours != plain.values and where is not None:
+            left = first_difference(canonical_tokens(triager, plain), plain.tokens)
+            left_first = left is not None and left <= where
+            cause = "plain_left_canonical_tokens" if left_first else "same_tokens_other_choice"
+            margins[cause].append(round(plain.margins[where], 3))  # finite: ours is a sentence of the grammar
+        print(f"{i + 1}/{len(texts)} identical={ours == plain.values} {cause}", file=sys.stderr)
     report = {
         "model": str(triager.model_path),
         "tickets": len(texts),
         "n_ubatch": ubatch,
         "ours_vs_plain_greedy": agreement(ours_vs_plain),
         "plain_greedy_vs_itself_with_ticket_token_by_token": agreement(plain_vs_plain),
-        "different_answers_by_first_divergence": {
-            "plain_spells_the_same_text_in_other_tokens": len(spelled),
-            "different_text": len(chosen),
-            "plain_margin_there_spelled": sorted(round(m, 3) for m in spelled),
-            "plain_margin_there_different_text": sorted(round(m, 3) for m in chosen),
-        },
+        "plain_kept_to_canonical_tokens": len(canonical_pairs) / len(texts),
+        "ours_vs_plain_greedy_where_it_kept_to_them": agreement(canonical_pairs) if canonical_pairs else None,
+        "different_answers_by_cause": {cause: len(values) for cause, values in margins.items()},
+        "plain_margin_where_they_part": {cause: sorted(values) for cause, values in margins.items()},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
