@@ -118,25 +118,33 @@ def test_a_finished_job_whose_original_was_not_moved_is_not_triaged_again(triage
     assert list(worker.folders.outbox.iterdir()) == []  # no second result
 
 
+def inbox_worker_command(root: Path, lease_s: int) -> list[str]:
+    options = ["--inbox", str(root), "--settle", "0", "--lease", str(lease_s), "--threads", "2"]
+    return [sys.executable, "-m", "ticketsmith", "worker", *options]
+
+
+def test_sigterm_while_the_model_loads_is_a_clean_stop(tmp_path: Path) -> None:
+    """systemd may stop the service while it starts: exit 0, and the ticket stays for the next start."""
+    folders = InboxFolders(tmp_path)
+    (folders.inbox / "ticket.txt").write_text("The VPN drops every ten minutes")
+    process = subprocess.Popen(inbox_worker_command(tmp_path, lease_s=30), stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("loading the model"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    assert "stopped; jobs by state" in rest
+    assert [p.name for p in (*folders.inbox.iterdir(), *folders.processed.iterdir())] == ["ticket.txt"]
+
+
 def test_sigkill_at_random_moments_loses_nothing_and_writes_nothing_twice(tmp_path: Path) -> None:
     folders = InboxFolders(tmp_path)
     names = [f"ticket-{i:02d}.txt" for i in range(10)]
     for i, name in enumerate(names):
         (folders.inbox / name).write_text(f"Ticket {i}: the printer on floor {i} is jammed again")
-    command = [
-        sys.executable,
-        "-m",
-        "ticketsmith",
-        "worker",
-        "--inbox",
-        str(tmp_path),
-        "--settle",
-        "0",
-        "--lease",
-        "4",  # a killed worker's ticket comes back after 4 s
-        "--threads",
-        "2",
-    ]
+    command = inbox_worker_command(tmp_path, lease_s=4)  # a killed worker's ticket comes back after 4 s
     rng = random.Random(7)
     for _ in range(4):
         process = subprocess.Popen(command, stderr=subprocess.DEVNULL)

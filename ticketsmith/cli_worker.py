@@ -39,6 +39,9 @@ def worker(
     from ticketsmith.runtime.settings import load_settings
     from ticketsmith.runtime.triager import Triager
 
+    stop = threading.Event()  # set before the model loads: a stop during start-up is a clean stop too
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         overrides: dict[str, object] = {"state_dir": state_dir or (inbox / "state" if inbox else None)}
         if inbox is not None:
@@ -59,6 +62,7 @@ def worker(
             raise typer.BadParameter(
                 "no source: give --inbox or a --config with `inbox`, `jira`, `zoho_desk` or `servicedesk_plus`"
             )
+        typer.echo("loading the model", err=True)
         triager = Triager(runtime)
     except TicketsmithError as exc:
         raise _fail(exc) from None
@@ -85,9 +89,6 @@ def worker(
         stop_http = start_http(settings, triager, itsm_workers) if settings.http else None
     except TicketsmithError as exc:
         raise _fail(exc) from None
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     typer.echo(f"serving {len(sources)} source(s); state in {settings.state_dir}", err=True)
     try:
         run_service(triager, sources, stop, watch)
