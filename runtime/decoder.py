@@ -85,7 +85,7 @@ class GuidedDecoder:
         self._close_mask = np.zeros(engine.n_vocab, dtype=bool)
         self._close_mask[list(self._closing_heads)] = True
         self._piece_chars = np.array([len(p.decode("utf-8", errors="replace")) for p in self._pieces])
-        self._piece_chars[list(self._closing_heads)] = [len(head) for head in self._closing_heads.values()]
+        self._piece_chars[list(self._closing_heads)] = [len(head) for head, _ in self._closing_heads.values()]
         self._tries = self._label_tries()
 
     # --- precomputation -----------------------------------------------------------------------
@@ -105,18 +105,20 @@ class GuidedDecoder:
             first[token] = bool(text.strip())
         return content, first
 
-    def _closing_tokens(self) -> dict[int, str]:
+    def _closing_tokens(self) -> dict[int, tuple[str, list[int]]]:
         """The tokens that end the summary under the grammar, each with the summary characters it spells
-        before the closing quote (often none): the quote must be followed by a start of the scaffolding."""
+        before the closing quote (often none) and their tokens: the quote must be followed by a start
+        of the scaffolding."""
         closing = key_prefix(1).encode()
-        heads: dict[int, str] = {}
+        heads: dict[int, tuple[str, list[int]]] = {}
         for token, piece in enumerate(self._pieces):
             head, quote, tail = piece.partition(b'"')
             if quote and closing.startswith(quote + tail) and not _FORBIDDEN_IN_SUMMARY.intersection(head):
                 try:
-                    heads[token] = head.decode("utf-8")
+                    text = head.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
+                heads[token] = (text, self.engine.tokenize(text))
         return heads
 
     def _label_tries(self) -> dict[tuple[str, str | None], LabelTrie]:
@@ -133,8 +135,9 @@ class GuidedDecoder:
 
     def largest_batch(self) -> int:
         """Tokens in the biggest label-scoring batch: pending tokens plus a trie's branching nodes."""
+        summary_tail = max(1, *(len(tokens) for _, tokens in self._closing_heads.values()))
         longest_pending = max(
-            1 + len(self._summary_close), *(len(t) for trie in self._tries.values() for t in trie.tokens)
+            summary_tail + len(self._summary_close), *(len(t) for trie in self._tries.values() for t in trie.tokens)
         )
         return longest_pending + max(len(trie.to_evaluate) for trie in self._tries.values())
 
@@ -204,9 +207,8 @@ class GuidedDecoder:
             allowed = allowed & (self._piece_chars <= SUMMARY_MAX_CHARS - len(text))
             token = int(np.argmax(np.where(allowed, logits, -np.inf)))
             if self._close_mask[token]:  # its summary characters, if any, join the scaffolding's batch
-                head = self._closing_heads[token]
+                head, unevaluated = self._closing_heads[token]
                 text += head
-                unevaluated = self.engine.tokenize(head)
                 break
             piece = self._pieces[token].decode("utf-8")
             if self.one_sentence and _opens_sentence(text, piece):
