@@ -9,7 +9,6 @@ of our summary constraint, and peak memory; writes JSON and markdown."""
 
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from bench.memory import measure
 from bench.reference import ReferenceAnswer, ReferenceTriager
 from ticketsmith.runtime.decoder import DecodeStats
 from ticketsmith.runtime.schema import Ticket
@@ -71,18 +71,6 @@ def sampling_rates(triager: Triager, texts: list[str], n_tokens: int) -> dict[st
     return rates
 
 
-def peak_rss_mib(model: Path | None, threads: int) -> float:
-    code = (
-        "import resource; from ticketsmith.runtime.settings import load_settings;"
-        "from ticketsmith.runtime.triager import Triager;"
-        f"t = Triager(load_settings(model_path={str(model)!r} if {model is not None} else None, n_threads={threads}));"
-        "[t.triage(x) for x in ('printer jam', 'VPN down for everyone', 'new laptop please')];"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def run(synthetic: int, threads: int, model: Path | None, out: Path) -> dict[str, Any]:
     ours = Triager(load_settings(model_path=model, n_threads=threads))
     reference = ReferenceTriager(ours.model_path, ours.taxonomy, ours.settings.n_ctx, threads)
@@ -119,7 +107,7 @@ def run(synthetic: int, threads: int, model: Path | None, out: Path) -> dict[str
     rates = report["sampling_tokens_per_s"]
     report["summary_constraint_cost"] = 1 - rates["summary_constraint"] / rates["unconstrained"]
     ours.close()
-    report["peak_rss_mib"] = {str(ours.model_path): peak_rss_mib(model, threads)}
+    report["peak_rss_mib"] = {str(ours.model_path): measure(model, threads)["peak_rss_mib"]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "triage_speed.json").write_text(json.dumps(report, indent=2))
     (out / "triage_speed.md").write_text(markdown(report))

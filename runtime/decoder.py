@@ -133,6 +133,10 @@ class GuidedDecoder:
             table[(name, category)] = LabelTrie([(label, self.engine.tokenize(label + suffix)) for label in labels])
         return table
 
+    def label_trie(self, name: str, category: str | None = None) -> LabelTrie:
+        """The canonical token sequences of a field's labels (the subcategory's: of `category`)."""
+        return self._tries[(name, category if name == "subcategory" else None)]
+
     def largest_batch(self) -> int:
         """Tokens in the biggest label-scoring batch: pending tokens plus a trie's branching nodes."""
         summary_tail = max(1, *(len(tokens) for _, tokens in self._closing_heads.values()))
@@ -291,8 +295,7 @@ class GuidedDecoder:
         values["summary"], confidence["summary"], pending = self._summary(logits, stats)
         pending = pending + self._summary_close
         for name in FIELD_ORDER[1:]:
-            category = values["category"] if name == "subcategory" else None
-            trie = self._tries[(name, category)]
+            trie = self.label_trie(name, values.get("category"))
             values[name], confidence[name], pending = self._choose(pending, trie, stats)
         answer = self._cached[start:] + pending  # the answer's tail: nothing follows, so never evaluated
         stats.forced_tokens = len(answer) - stats.sampled_tokens  # scaffolding and labels, none sampled

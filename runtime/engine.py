@@ -159,6 +159,10 @@ class LlamaEngine:
         special = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
         return bool(attr & special)
 
+    @property
+    def n_layer(self) -> int:
+        return int(llama_cpp.llama_model_n_layer(self._model))
+
     def token_eos(self) -> int:
         return int(llama_cpp.llama_vocab_eos(self._vocab))
 

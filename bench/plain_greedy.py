@@ -1,0 +1,143 @@
+"""Plain greedy decoding without the decoder's shortcuts: one token per forward pass, each the most
+likely token the grammar allows, from a cold cache unless told otherwise. The yardsticks of
+`bench.parity` and of tests/test_decoder_parity.py.
+
+Two grammars are walked. `plain_greedy` follows llama.cpp's GBNF sampler alone, which works on
+characters: it may spell a key or a label in any tokens that make up its text (`M`,`obil`,`e`).
+`canonical_greedy` follows the token-level grammar the decoder and training share: the summary's
+tokens are still the sampler's choice, but the scaffolding and the labels are spelled in their
+canonical tokens (the label tries), so that a forced token is the only one allowed and a greedy
+sampler must take it. Against the latter, any difference is one of the decoder's shortcuts (forced
+tokens batched, the prefix cache, trie batches) or of llama.cpp's arithmetic."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix
+from ticketsmith.runtime.decoder import DecodeStats
+from ticketsmith.runtime.grammar_check import GrammarState
+from ticketsmith.runtime.triager import Triager
+
+MAX_ANSWER_TOKENS = 512
+TOP_CANDIDATES = 64  # checked against the grammar first; the whole vocabulary only when too few pass
+FORCED = float("inf")  # the lead of a token that is the only one allowed
+
+
+@dataclass
+class GreedyRun:
+    values: dict[str, Any]  # empty when the answer is not a JSON object
+    tokens: list[int]
+    margins: list[float]  # per step: the chosen token's logit minus the best other allowed one
+
+
+def best_allowed(state: GrammarState, logits: npt.NDArray[np.float32]) -> tuple[int, float]:
+    """The allowed token with the highest logit, and its lead over the next allowed one."""
+    order = np.argsort(-logits).astype(np.intc)
+    for candidates in (order[:TOP_CANDIDATES], order):
+        allowed = candidates[state.allowed_mask(candidates)]
+        if len(allowed) >= 2 or len(candidates) == len(order):
+            break
+    lead = float(logits[allowed[0]] - logits[allowed[1]]) if len(allowed) > 1 else FORCED
+    return int(allowed[0]), lead
+
+
+class _Walk:
+    """A run over one ticket's prompt that evaluates each answer token in a pass of its own, checking
+    every token against llama.cpp's grammar sampler. `cold`: the fixed prefix is evaluated anew too
+    (else its KV cache is reused, as the decoder reuses it)."""
+
+    def __init__(self, triager: Triager, text: str, ticket_token_by_token: bool, cold: bool) -> None:
+        self.decoder, self.engine = triager.decoder, triager.engine
+        prompt, _, _ = triager.prompt_tokens(text)
+        fixed = triager.fixed_prefix_length
+        self.stats = DecodeStats()
+        if cold:
+            self.decoder.reset()
+        if ticket_token_by_token:
+            self.logits = self.decoder.feed_prompt(prompt[: fixed + 1], fixed, self.stats)
+            for token in prompt[fixed + 1 :]:
+                self.logits = self.decoder.append([token], self.stats)
+        else:
+            self.logits = self.decoder.feed_prompt(prompt, fixed, self.stats)
+        self.state = GrammarState(self.engine, triager.grammar)
+        self.tokens: list[int] = []
+        self.margins: list[float] = []
+
+    def take(self, token: int, margin: float = FORCED) -> None:
+        if not self.state.allows(token):
+            raise AssertionError(f"the grammar refuses token {token} ({self.engine.token_bytes(token)!r})")
+        self.state.accept(token)
+        self.tokens.append(token)
+        self.margins.append(margin)
+        self.logits = self.decoder.append([token], self.stats)
+
+    def text(self) -> bytes:
+        return b"".join(self.engine.token_bytes(t) for t in self.tokens)
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def plain_greedy(triager: Triager, text: str, *, ticket_token_by_token: bool = False, cold: bool = True) -> GreedyRun:
+    """Greedy decoding under llama.cpp's GBNF sampler alone, to the end of generation."""
+    walk = _Walk(triager, text, ticket_token_by_token, cold)
+    try:
+        while len(walk.tokens) < MAX_ANSWER_TOKENS:
+            token, margin = best_allowed(walk.state, walk.logits)
+            if walk.engine.is_end_of_generation(token):
+                break
+            walk.take(token, margin)
+        try:
+            values = json.loads(walk.text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            values = {}
+        return GreedyRun(values if isinstance(values, dict) else {}, walk.tokens, walk.margins)
+    finally:
+        walk.close()
+
+
+def canonical_greedy(
+    triager: Triager, text: str, *, ticket_token_by_token: bool = False, cold: bool = True
+) -> GreedyRun:
+    """Greedy decoding under the token-level grammar: the summary as llama.cpp's sampler allows it
+    (over the whole vocabulary, no token or sentence bound), ended by the first token that closes the
+    string, whose characters before the quote join the summary; then the canonical tokens of the
+    scaffolding, and each label field as a greedy walk down its label trie. Every token is checked
+    against the GBNF as well, and the answer must be complete under it."""
+    walk = _Walk(triager, text, ticket_token_by_token, cold)
+    engine = walk.engine
+    try:
+        for token in engine.tokenize(key_prefix(0)):
+            walk.take(token)
+        summary = b""
+        while True:
+            token, margin = best_allowed(walk.state, walk.logits)
+            head, quote, _ = engine.token_bytes(token).partition(b'"')
+            if quote:  # the canonical tokens of what it spells follow instead of it
+                summary += head
+                tail = head.decode("utf-8")
+                for forced in (engine.tokenize(tail) if tail else []) + engine.tokenize(key_prefix(1)):
+                    walk.take(forced, margin)
+                    margin = FORCED
+                break
+            walk.take(token, margin)
+            summary += head
+        values: dict[str, Any] = {"summary": summary.decode("utf-8").strip()}
+        for name in FIELD_ORDER[1:]:
+            trie = walk.decoder.label_trie(name, values.get("category"))
+            node = trie.root
+            while node.children:
+                ranked = sorted(node.children.values(), key=lambda child: -walk.logits[child.token])
+                lead = float(walk.logits[ranked[0].token] - walk.logits[ranked[1].token]) if len(ranked) > 1 else FORCED
+                node = ranked[0]
+                walk.take(node.token, lead)
+            values[name] = trie.labels[node.labels[0]]
+        if not walk.state.is_complete():
+            raise AssertionError(f"the grammar does not accept the whole answer {walk.text()!r}")
+        return GreedyRun(values, walk.tokens, walk.margins)
+    finally:
+        walk.close()
