@@ -95,7 +95,7 @@ def gpu_fit(report: dict[str, Any], gpu_gib: float) -> dict[str, Any]:
     }
 
 
-def build_stand_in(name: str, folder: Path) -> Path:
+def build_stand_in(name: str, folder: Path, out: Path) -> Path:
     """A Q4_K_M GGUF with the shapes of `name` and random weights, the embedded model's tokenizer
     padded to the config's vocabulary (llama.cpp's converter fills the rest with unused tokens)."""
     import torch
@@ -120,7 +120,7 @@ def build_stand_in(name: str, folder: Path) -> Path:
     f16 = folder / f"{name}.F16.gguf"
     convert_to_f16_gguf(hf, f16)
     shutil.rmtree(hf)
-    target = REPO / "bench" / "results" / f"{name}-stand-in.Q4_K_M.gguf"
+    target = out / f"{name}-stand-in.Q4_K_M.gguf"
     quantize(f16, target, "Q4_K_M", {})
     f16.unlink()
     return target
@@ -156,9 +156,9 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown stand-in {', '.join(sorted(unknown))}; choose from {', '.join(STAND_INS)}")
     models: list[Path | None] = list(model) if model else [None]
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as scratch:
-        out.mkdir(parents=True, exist_ok=True)
-        models += [build_stand_in(name, Path(scratch)) for name in stand_in or ()]
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as scratch:
+        models += [build_stand_in(name, Path(scratch), out) for name in stand_in or ()]
     results: dict[str, dict[str, Any]] = {}
     for path in models:
         report = measure(path, threads)

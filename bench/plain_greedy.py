@@ -126,7 +126,7 @@ def canonical_greedy(
                 break
             walk.take(token, margin)
             summary += head
-        values: dict[str, Any] = {"summary": summary.decode("utf-8").strip()}
+        values: dict[str, Any] = {"summary": summary.decode("utf-8")}  # as the answer spells it
         for name in FIELD_ORDER[1:]:
             trie = walk.decoder.label_trie(name, values.get("category"))
             node = trie.root
