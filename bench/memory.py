@@ -27,11 +27,14 @@ import typer
 
 REPO = Path(__file__).resolve().parent.parent
 CUDA_OVERHEAD_MIB = 400.0
-# Published Hugging Face configs (config.json) of the stand-ins; weights are random.
+# The shapes of published models (their config.json); weights are random. Qwen2.5-1.5B is built as
+# a llama-architecture model of the same dimensions: the two differ by the q/k/v biases (about 0.06 MB
+# in all), and llama.cpp's converter reads the embedded tokenizer for llama but refuses it for qwen2
+# (it does not recognise the tokenizer's pre-tokenizer hash there).
 STAND_INS: dict[str, dict[str, Any]] = {
     "qwen2.5-1.5b": {
-        "architectures": ["Qwen2ForCausalLM"],
-        "model_type": "qwen2",
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
         "hidden_size": 1536,
         "intermediate_size": 8960,
         "num_hidden_layers": 28,
@@ -43,12 +46,13 @@ STAND_INS: dict[str, dict[str, Any]] = {
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": True,
         "hidden_act": "silu",
+        "head_dim": 128,
     },
 }
 # What the child process prints: llama.cpp's buffer lines, then a JSON line of its own.
 _BUFFER = re.compile(r"(?P<device>\S+) (?P<kind>model|KV|compute) buffer size =\s+(?P<mib>[\d.]+) MiB")
 _CHILD = """
-import json, logging, resource, sys
+import json, logging, sys
 from ticketsmith.runtime.settings import load_settings
 from ticketsmith.runtime.triager import Triager
 logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG)  # llama.cpp's buffer sizes on stderr
@@ -56,8 +60,9 @@ model = sys.argv[1] or None
 triager = Triager(load_settings(model_path=model, n_threads=int(sys.argv[2])))
 for text in ("printer jam", "VPN down for everyone since this morning", "new laptop please"):
     triager.triage(text)
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
 print(json.dumps({
-    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
     "n_layer": triager.engine.n_layer, "n_ctx": triager.engine.n_ctx,
     "file_mib": triager.model_path.stat().st_size / 2**20,
 }))
@@ -65,7 +70,10 @@ print(json.dumps({
 
 
 def measure(model: Path | None, threads: int) -> dict[str, Any]:
-    """Peak RSS and llama.cpp's buffers of a runtime that loads `model` and triages three tickets."""
+    """Peak RSS and llama.cpp's buffers of a runtime that loads `model` and triages three tickets.
+
+    The peak is the child's VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak over
+    into the child's ru_maxrss at exec, so a parent holding models would inflate it."""
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, str(model or ""), str(threads)], capture_output=True, text=True, check=False
     )
@@ -74,7 +82,9 @@ def measure(model: Path | None, threads: int) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     buffers: dict[str, float] = {}
     for match in _BUFFER.finditer(done.stderr):
-        buffers[match["kind"]] = buffers.get(match["kind"], 0.0) + float(match["mib"])
+        # CPU_REPACK: a CPU-only re-layout of quantized weights, in place of their mapped pages
+        kind = "cpu_repack" if match["device"].endswith("_REPACK") else match["kind"]
+        buffers[kind] = buffers.get(kind, 0.0) + float(match["mib"])
     report["buffers_mib"] = buffers
     return report
 
@@ -130,15 +140,15 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Runtime memory",
         "",
-        "| model | file MiB | peak RSS MiB | weights MiB | KV MiB | compute MiB | n_ctx | GPU: all layers need MiB | "
-        "n_gpu_layers for the card |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | file MiB | peak RSS MiB | weights MiB | CPU repack MiB | KV MiB | compute MiB | n_ctx "
+        "| GPU: all layers need MiB | n_gpu_layers for the card |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, r in results.items():
         b, fit = r["buffers_mib"], r["gpu"]
         lines.append(
             f"| {model} | {r['file_mib']:.0f} | {r['peak_rss_mib']:.0f} | {b.get('model', 0):.0f} "
-            f"| {b.get('KV', 0):.0f} | {b.get('compute', 0):.0f} | {r['n_ctx']} "
+            f"| {b.get('cpu_repack', 0):.0f} | {b.get('KV', 0):.0f} | {b.get('compute', 0):.0f} | {r['n_ctx']} "
             f"| {fit['all_layers_need_mib']:.0f} | {fit['n_gpu_layers']} ({fit['gpu_gib']} GiB) |"
         )
     lines += ["", f"GPU figures: llama.cpp's CPU buffers plus a {CUDA_OVERHEAD_MIB:.0f} MiB allowance for CUDA.", ""]
