@@ -42,6 +42,20 @@ def test_answer_is_greedy_decoding_under_the_grammar_token_for_token(unbatched: 
     assert ticket.model_dump(include=set(FIELD_ORDER)) == yardstick.values
 
 
+@pytest.mark.xfail(
+    strict=True, reason="the summary refuses the JSON escapes that the grammar allows (bench/NOTES.md, parity)"
+)
+def test_a_backslash_is_written_as_the_grammar_allows(unbatched: Triager) -> None:
+    """Sample INC-1010: greedy decoding under the grammar copies the UNC path, escaping its
+    backslashes; the decoder's summary keeps to tokens without a backslash and writes something else."""
+    text = (
+        "Der Dateiserver \\\\fs01 ist voll, wir können keine Dateien mehr speichern. "
+        "Bitte dringend Speicherplatz erweitern."
+    )
+    answer, _, _, _ = unbatched.decode(text)
+    assert answer.answer_tokens == canonical_greedy(unbatched, text).tokens
+
+
 def test_the_character_bound_is_reached_as_the_grammar_allows(unbatched: Triager) -> None:
     """This untrained model rambles: its unbounded summaries run into the grammar's 200 characters."""
     lengths = [len(unbatched.decode(text)[1].summary) for text in TICKETS]

@@ -162,10 +162,20 @@ def test_only_the_ticket_text_is_evaluated_after_the_first_ticket(triager: Triag
     assert answer.stats.prompt_tokens_evaluated == n_text + len(triager._suffix) + len(triager.decoder._summary_open)
 
 
-def test_category_confidence_is_the_grammar_constrained_label_probability(fresh_triager: Triager) -> None:
+@pytest.fixture(scope="module")
+def unbatched_triager(settings: RuntimeSettings) -> Iterator[Triager]:
+    """n_ubatch 1: llama.cpp computes each token alone, so batching cannot move a logit (it moves them
+    by up to 1.7 otherwise, by an amount that depends on the CPU's kernels)."""
+    loaded = Triager(settings.model_copy(update={"n_ubatch": 1}))
+    yield loaded
+    loaded.close()
+
+
+def test_category_confidence_is_the_grammar_constrained_label_probability(unbatched_triager: Triager) -> None:
     """Recompute P(category) independently: one token at a time, in a spare sequence, renormalising
-    over the next tokens of the labels still possible, and compare with the trie-batched decoder."""
-    triager = fresh_triager
+    over the next tokens of the labels still possible, and compare with the trie-batched decoder.
+    With batch-independent arithmetic the two must agree to rounding."""
+    triager = unbatched_triager
     text = "My monitor flickers and then goes black"
     result = triager.triage(text)
     answer, _, _, _ = triager.decode(text)
@@ -173,7 +183,10 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(fresh_
     prompt, _, _ = triager.prompt_tokens(text)
     labels = triager.taxonomy.choices("category")
     candidates = [engine.tokenize(label + key_prefix(2)) for label in labels]
-    start = len(prompt) + len(decoder._summary_open) + answer.stats.sampled_tokens + len(decoder._summary_close)
+    # where the category starts: after the first `","category":"` (a summary holds no quote), which a
+    # closing token's summary characters (`.",` -> `.` + the canonical tokens) may precede
+    close, tokens = decoder._summary_close, answer.answer_tokens
+    start = len(prompt) + next(i for i in range(len(tokens)) if tokens[i : i + len(close)] == close) + len(close)
     context = (prompt + answer.answer_tokens)[:start]
     log_probs = []
     for tokens in candidates:
@@ -191,7 +204,7 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(fresh_
     probabilities = np.exp(log_probs)
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-6)
     assert labels[int(np.argmax(probabilities))] == result.category
-    assert result.confidence.category == pytest.approx(float(probabilities.max()), abs=2e-2)
+    assert result.confidence.category == pytest.approx(float(probabilities.max()), abs=1e-6)
 
 
 def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(
