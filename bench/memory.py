@@ -93,10 +93,10 @@ def gpu_fit(report: dict[str, Any], gpu_gib: float) -> dict[str, Any]:
     """The largest n_gpu_layers whose weights, KV cache and compute buffer fit the card, from the
     CPU buffers (layers are taken as equal; the output layer and embeddings as one more)."""
     buffers = report["buffers_mib"]
-    budget = gpu_gib * 1024 - CUDA_OVERHEAD_MIB - buffers.get("compute", 0.0)
-    per_layer = (buffers.get("model", 0.0) + buffers.get("KV", 0.0)) / (report["n_layer"] + 1)
-    layers = max(0, min(report["n_layer"] + 1, int(budget // per_layer)))
-    total = buffers.get("model", 0.0) + buffers.get("KV", 0.0) + buffers.get("compute", 0.0) + CUDA_OVERHEAD_MIB
+    fixed = CUDA_OVERHEAD_MIB + buffers.get("compute", 0.0)
+    layered = buffers.get("model", 0.0) + buffers.get("KV", 0.0)
+    layers = max(0, min(report["n_layer"] + 1, int((gpu_gib * 1024 - fixed) // (layered / (report["n_layer"] + 1)))))
+    total = layered + fixed
     return {
         "gpu_gib": gpu_gib,
         "all_layers_need_mib": round(total, 1),

@@ -185,8 +185,8 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(unbatc
     candidates = [engine.tokenize(label + key_prefix(2)) for label in labels]
     # where the category starts: after the first `","category":"` (a summary holds no quote), which a
     # closing token's summary characters (`.",` -> `.` + the canonical tokens) may precede
-    close, tokens = decoder._summary_close, answer.answer_tokens
-    start = len(prompt) + next(i for i in range(len(tokens)) if tokens[i : i + len(close)] == close) + len(close)
+    close, answered = decoder._summary_close, answer.answer_tokens
+    start = len(prompt) + next(i for i in range(len(answered)) if answered[i : i + len(close)] == close) + len(close)
     context = (prompt + answer.answer_tokens)[:start]
     log_probs = []
     for tokens in candidates:
