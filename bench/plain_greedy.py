@@ -11,7 +11,9 @@ sampler must take it. Against the latter, any difference is one of the decoder's
 tokens batched, the prefix cache, trie batches) or of llama.cpp's arithmetic."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import numpy.typing as npt
 
 from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix
 from ticketsmith.runtime.decoder import DecodeStats
+from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.grammar_check import GrammarState
 from ticketsmith.runtime.triager import Triager
 
@@ -34,11 +37,16 @@ class GreedyRun:
     margins: list[float]  # per step: the chosen token's logit minus the best other allowed one
 
 
-def best_allowed(state: GrammarState, logits: npt.NDArray[np.float32]) -> tuple[int, float]:
-    """The allowed token with the highest logit, and its lead over the next allowed one."""
+def best_allowed(
+    state: GrammarState, logits: npt.NDArray[np.float32], refuse: Callable[[int], bool] | None = None
+) -> tuple[int, float]:
+    """The allowed token with the highest logit, and its lead over the next allowed one; `refuse`
+    takes tokens out that the grammar would allow."""
     order = np.argsort(-logits).astype(np.intc)
     for candidates in (order[:TOP_CANDIDATES], order):
         allowed = candidates[state.allowed_mask(candidates)]
+        if refuse is not None:
+            allowed = np.array([t for t in allowed if not refuse(int(t))], dtype=np.intc)
         if len(allowed) >= 2 or len(candidates) == len(order):
             break
     lead = float(logits[allowed[0]] - logits[allowed[1]]) if len(allowed) > 1 else FORCED
@@ -82,6 +90,32 @@ class _Walk:
         self.state.close()
 
 
+def _before_closing_quote(summary: bytes, piece: bytes) -> bytes | None:
+    """What `piece` writes before the quote that closes the string, or None if it does not close it:
+    a quote closes it where an even number of backslashes precede it."""
+    for index in (i for i, byte in enumerate(piece) if byte == ord('"')):
+        written = summary + piece[:index]
+        if (len(written) - len(written.rstrip(b"\\"))) % 2 == 0:
+            return piece[:index]
+    return None
+
+
+def _refused_in_summary(engine: LlamaEngine, summary: bytes, token: int) -> bool:
+    """The token-level grammar's two rules on top of the GBNF: no control tokens (the GBNF reads them
+    as their text), and no token that closes the string right after finishing a split character
+    (what it writes before the quote has no tokens of its own)."""
+    if engine.is_control(token):
+        return True
+    head = _before_closing_quote(summary, engine.token_bytes(token))
+    if head is None:
+        return False
+    try:
+        head.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
+
+
 def plain_greedy(triager: Triager, text: str, *, ticket_token_by_token: bool = False, cold: bool = True) -> GreedyRun:
     """Greedy decoding under llama.cpp's GBNF sampler alone, to the end of generation."""
     walk = _Walk(triager, text, ticket_token_by_token, cold)
@@ -115,9 +149,9 @@ def canonical_greedy(
             walk.take(token)
         summary = b""
         while True:
-            token, margin = best_allowed(walk.state, walk.logits)
-            head, quote, _ = engine.token_bytes(token).partition(b'"')
-            if quote:  # the canonical tokens of what it spells follow instead of it
+            token, margin = best_allowed(walk.state, walk.logits, partial(_refused_in_summary, engine, summary))
+            head = _before_closing_quote(summary, engine.token_bytes(token))
+            if head is not None:  # the canonical tokens of what it spells follow instead of it
                 summary += head
                 tail = head.decode("utf-8")
                 for forced in (engine.tokenize(tail) if tail else []) + engine.tokenize(key_prefix(1)):
@@ -125,8 +159,8 @@ def canonical_greedy(
                     margin = FORCED
                 break
             walk.take(token, margin)
-            summary += head
-        values: dict[str, Any] = {"summary": summary.decode("utf-8")}  # as the answer spells it
+            summary += engine.token_bytes(token)
+        values: dict[str, Any] = {"summary": json.loads(b'"' + summary + b'"')}  # as the answer reads
         for name in FIELD_ORDER[1:]:
             trie = walk.decoder.label_trie(name, values.get("category"))
             node = trie.root

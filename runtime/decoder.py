@@ -1,8 +1,8 @@
 """Grammar-guided decoding with confidences from the model's own token probabilities.
 
 The answer layout is fixed (answer_format), so the decoder walks it instead of sampling every
-character. Only the summary is generated token by token, restricted to JSON-safe whole-character
-tokens and bounded in tokens and characters. Each label field takes one batched evaluation: the
+character. Only the summary is generated token by token, under the grammar's string rules
+(runtime/json_string) and bounded in tokens and characters. Each label field takes one batched evaluation: the
 forced tokens before it (the previous label's tail, the JSON key) plus the branching nodes of the
 field's label trie, every node in the sequences of the labels below it.
 
@@ -21,12 +21,13 @@ import numpy.typing as npt
 
 from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix, label_suffix
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
+from ticketsmith.runtime.json_string import BOUNDARY, Step, StringState, advance
 from ticketsmith.runtime.label_trie import LabelTrie
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 
 LabelSearch = Literal["exact", "greedy"]
-_FORBIDDEN_IN_SUMMARY = {ord('"'), ord("\\"), 0x7F, *range(0x20)}
+CHARACTER_TAIL_TOKENS = 5  # the most tokens past the summary's bound that finish a \\u escape: u and 4 digits
 
 
 @dataclass
@@ -79,47 +80,39 @@ class GuidedDecoder:
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0
         self._summary_open = engine.tokenize(key_prefix(0))
         self._summary_close = engine.tokenize(key_prefix(1))
+        self._closing_text = key_prefix(1)
         self._pieces = [engine.token_bytes(t) for t in range(engine.n_vocab)]
-        self._content_mask, self._first_mask = self._summary_masks()
-        self._closing_heads = self._closing_tokens()
-        self._close_mask = np.zeros(engine.n_vocab, dtype=bool)
-        self._close_mask[list(self._closing_heads)] = True
-        self._piece_chars = np.array([len(p.decode("utf-8", errors="replace")) for p in self._pieces])
-        self._piece_chars[list(self._closing_heads)] = [len(head) for head, _ in self._closing_heads.values()]
+        self._special = [
+            not piece or engine.is_control(t) or engine.is_end_of_generation(t) for t, piece in enumerate(self._pieces)
+        ]
+        self._summary_tables()
         self._tries = self._label_tries()
 
     # --- precomputation -----------------------------------------------------------------------
-    def _summary_masks(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        content = np.zeros(self.engine.n_vocab, dtype=bool)
-        first = np.zeros(self.engine.n_vocab, dtype=bool)
-        for token, piece in enumerate(self._pieces):
-            if not piece or self.engine.is_control(token) or self.engine.is_end_of_generation(token):
-                continue
-            if _FORBIDDEN_IN_SUMMARY.intersection(piece):
-                continue
-            try:
-                text = piece.decode("utf-8")
-            except UnicodeDecodeError:
-                continue  # a fragment of a character: the summary keeps to whole characters
-            content[token] = True
-            first[token] = bool(text.strip())
-        return content, first
+    def _string_step(self, state: StringState, token: int) -> Step | None:
+        """What `token` does to the summary's string after `state`; None where the grammar refuses it.
+        A token that closes the string must go on as the scaffolding after it does."""
+        if self._special[token]:
+            return None
+        taken = advance(state, self._pieces[token])
+        if taken is None or (taken.closes and not self._closing_text.startswith('"' + taken.after)):
+            return None
+        return taken
 
-    def _closing_tokens(self) -> dict[int, tuple[str, list[int]]]:
-        """The tokens that end the summary under the grammar, each with the summary characters it spells
-        before the closing quote (often none) and their tokens: the quote must be followed by a start
-        of the scaffolding."""
-        closing = key_prefix(1).encode()
-        heads: dict[int, tuple[str, list[int]]] = {}
-        for token, piece in enumerate(self._pieces):
-            head, quote, tail = piece.partition(b'"')
-            if quote and closing.startswith(quote + tail) and not _FORBIDDEN_IN_SUMMARY.intersection(head):
-                try:
-                    text = head.decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-                heads[token] = (text, self.engine.tokenize(text))
-        return heads
+    def _summary_tables(self) -> None:
+        """Each token's step from a character boundary (the state nearly every summary token starts
+        in) as masks; the rare states inside an escape or a split character are checked token by token."""
+        self._boundary_steps = [self._string_step(BOUNDARY, token) for token in range(self.engine.n_vocab)]
+        taken = [(t, s) for t, s in enumerate(self._boundary_steps) if s is not None]
+        self._piece_chars = np.full(self.engine.n_vocab, SUMMARY_MAX_CHARS + 1)
+        self._content_mask, self._first_mask, self._close_mask = (
+            np.zeros(self.engine.n_vocab, dtype=bool) for _ in range(3)
+        )
+        for token, string_step in taken:
+            self._piece_chars[token] = string_step.chars
+            self._close_mask[token] = string_step.closes
+            self._content_mask[token] = not string_step.closes
+            self._first_mask[token] = string_step.visible and not string_step.closes
 
     def _label_tries(self) -> dict[tuple[str, str | None], LabelTrie]:
         """Token sequences of `label + following scaffolding`, per field (and category for subcategory)."""
@@ -139,7 +132,8 @@ class GuidedDecoder:
 
     def largest_batch(self) -> int:
         """Tokens in the biggest label-scoring batch: pending tokens plus a trie's branching nodes."""
-        summary_tail = max(1, *(len(tokens) for _, tokens in self._closing_heads.values()))
+        # a closing token's characters before its quote take at most a token per byte
+        summary_tail = max(len(piece) for piece in self._pieces if b'"' in piece)
         longest_pending = max(
             summary_tail + len(self._summary_close), *(len(t) for trie in self._tries.values() for t in trie.tokens)
         )
@@ -147,7 +141,7 @@ class GuidedDecoder:
 
     @property
     def content_mask(self) -> npt.NDArray[np.bool_]:
-        """Tokens the summary may use after its first token (JSON-safe whole characters)."""
+        """Tokens that may continue the summary's string from a character boundary without closing it."""
         return self._content_mask
 
     @property
@@ -161,7 +155,8 @@ class GuidedDecoder:
             for (name, _), trie in self._tries.items()
             if name == "subcategory"
         )
-        return len(self._summary_open) + self.max_summary_tokens + len(self._summary_close) + longest
+        summary = self.max_summary_tokens + CHARACTER_TAIL_TOKENS
+        return len(self._summary_open) + summary + len(self._summary_close) + longest
 
     def reset(self) -> None:
         """Forget the cached prompt (the next ticket evaluates its prompt in full)."""
@@ -196,31 +191,48 @@ class GuidedDecoder:
         return self.append(tokens[fixed:], stats)
 
     # --- fields -------------------------------------------------------------------------------
+    def _next_token(
+        self, state: StringState, logits: npt.NDArray[np.float32], first: bool, budget: int
+    ) -> tuple[int, Step]:
+        """The best token the grammar allows after `state` that starts at most `budget` characters."""
+        if state.at_boundary:
+            allowed = self._first_mask if first else self._content_mask | self._close_mask
+            token = int(np.argmax(np.where(allowed & (self._piece_chars <= budget), logits, -np.inf)))
+            string_step = self._boundary_steps[token]
+            assert string_step is not None, "a closing token always fits"
+            return token, string_step
+        for candidate in np.argsort(-logits):
+            string_step = self._string_step(state, int(candidate))
+            if string_step is not None and string_step.chars <= budget:
+                return int(candidate), string_step
+        raise AssertionError("no token continues the escape or character: the vocabulary lacks single bytes")
+
     def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, list[int]]:
-        """Greedy summary over JSON-safe whole-character tokens that fit in the grammar's character
+        """Greedy summary under the grammar's string rules (runtime/json_string) and its character
         bound. Stops where a token that closes the string wins (as under the grammar; the canonical
-        closing tokens follow, whichever it was), at the token bound, or (with
-        `one_sentence`) where the next token would open a second sentence after `.`, `!` or `?`. Also
+        closing tokens follow, whichever it was), at the token bound, or (with `one_sentence`) where the
+        next token would open a second sentence after `.`, `!` or `?`; the last two only between
+        characters, so past the token bound an escape or a split character is finished first. Also
         returns the summary's tokens not yet evaluated: at the token bound, the last one is left to the
         batch of the scaffolding that must follow it (its logits could not change anything)."""
-        text = ""
+        text = ""  # the string's content as the answer spells it, escapes included
+        state, chars, written = BOUNDARY, 0, 0
         log_probs: list[float] = []
         unevaluated: list[int] = []
-        for step in range(self.max_summary_tokens):
-            allowed = self._first_mask if step == 0 else self._content_mask | self._close_mask
-            allowed = allowed & (self._piece_chars <= SUMMARY_MAX_CHARS - len(text))
-            token = int(np.argmax(np.where(allowed, logits, -np.inf)))
-            if self._close_mask[token]:  # its summary characters, if any, join the scaffolding's batch
-                head, unevaluated = self._closing_heads[token]
-                text += head
+        while True:
+            token, taken = self._next_token(state, logits, written == 0, SUMMARY_MAX_CHARS - chars)
+            if taken.closes:  # its summary characters, if any, join the scaffolding's batch
+                unevaluated = self.engine.tokenize(taken.written) if taken.written else []
+                text += taken.written
                 break
-            piece = self._pieces[token].decode("utf-8")
-            if self.one_sentence and _opens_sentence(text, piece):
+            # a token that only begins a character stands for a character that is not a space
+            if state.at_boundary and self.one_sentence and _opens_sentence(text, taken.written or "\ufffd"):
                 break
             log_probs.append(float(log_softmax_at(logits, [token])[0]))
-            text += piece
+            text += taken.written
+            state, chars, written = taken.state, chars + taken.chars, written + 1
             stats.sampled_tokens += 1
-            if step + 1 == self.max_summary_tokens:
+            if state.at_boundary and written >= self.max_summary_tokens:
                 unevaluated = [token]
                 break
             logits = self.append([token], stats)

@@ -42,18 +42,16 @@ def test_answer_is_greedy_decoding_under_the_grammar_token_for_token(unbatched: 
     assert ticket.model_dump(include=set(FIELD_ORDER)) == yardstick.values
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the summary refuses the JSON escapes that the grammar allows (bench/NOTES.md, parity)"
-)
 def test_a_backslash_is_written_as_the_grammar_allows(unbatched: Triager) -> None:
     """Sample INC-1010: greedy decoding under the grammar copies the UNC path, escaping its
-    backslashes; the decoder's summary keeps to tokens without a backslash and writes something else."""
+    backslashes (the decoder used to refuse every token with a backslash and wrote something else)."""
     text = (
         "Der Dateiserver \\\\fs01 ist voll, wir können keine Dateien mehr speichern. "
         "Bitte dringend Speicherplatz erweitern."
     )
-    answer, _, _, _ = unbatched.decode(text)
+    answer, ticket, _, _ = unbatched.decode(text)
     assert answer.answer_tokens == canonical_greedy(unbatched, text).tokens
+    assert "\\fs01" in ticket.summary  # the model copies one of the two backslashes; the answer escapes it
 
 
 def test_the_character_bound_is_reached_as_the_grammar_allows(unbatched: Triager) -> None:
