@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix, label_suffix
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
+from ticketsmith.runtime.errors import DecodingError
 from ticketsmith.runtime.json_string import BOUNDARY, Step, StringState, advance
 from ticketsmith.runtime.label_trie import LabelTrie
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
@@ -102,8 +103,8 @@ class GuidedDecoder:
     def _summary_tables(self) -> None:
         """Each token's step from a character boundary (the state nearly every summary token starts
         in) as masks; the rare states inside an escape or a split character are checked token by token."""
-        self._boundary_steps = [self._string_step(BOUNDARY, token) for token in range(self.engine.n_vocab)]
-        taken = [(t, s) for t, s in enumerate(self._boundary_steps) if s is not None]
+        steps = ((token, self._string_step(BOUNDARY, token)) for token in range(self.engine.n_vocab))
+        taken = [(token, string_step) for token, string_step in steps if string_step is not None]
         self._piece_chars = np.full(self.engine.n_vocab, SUMMARY_MAX_CHARS + 1)
         self._content_mask, self._first_mask, self._close_mask = (
             np.zeros(self.engine.n_vocab, dtype=bool) for _ in range(3)
@@ -198,14 +199,14 @@ class GuidedDecoder:
         if state.at_boundary:
             allowed = self._first_mask if first else self._content_mask | self._close_mask
             token = int(np.argmax(np.where(allowed & (self._piece_chars <= budget), logits, -np.inf)))
-            string_step = self._boundary_steps[token]
-            assert string_step is not None, "a closing token always fits"
+            string_step = self._string_step(state, token)
+            assert string_step is not None, "at a character boundary the grammar always allows a token"
             return token, string_step
         for candidate in np.argsort(-logits):
             string_step = self._string_step(state, int(candidate))
             if string_step is not None and string_step.chars <= budget:
                 return int(candidate), string_step
-        raise AssertionError("no token continues the escape or character: the vocabulary lacks single bytes")
+        raise DecodingError("no token of this model's vocabulary finishes the summary's escape or character")
 
     def _summary(self, logits: npt.NDArray[np.float32], stats: DecodeStats) -> tuple[str, float, list[int]]:
         """Greedy summary under the grammar's string rules (runtime/json_string) and its character
