@@ -11,6 +11,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,16 +141,20 @@ def summarize(rows: list[dict[str, Any]], ours: Triager) -> dict[str, Any]:
         for field in LABEL_FIELDS
     }
     labelled = [r for r in rows if "category" in r["ticket"]]
+    reference_valid = {id(r): valid_reference(r["ref"], ours) for r in labelled}
+    answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        "reference": lambda r: r["ref"].values or {},
+        "ours": lambda r: r["ours"],
+        # an answer that breaks the schema (e.g. a subcategory of another category) is wrong in every field
+        "reference_valid_answers_only": lambda r: (r["ref"].values or {}) if reference_valid[id(r)] else {},
+    }
     report["accuracy"] = (
         {
             system: {
-                field: statistics.fmean(
-                    ((r["ref"].values or {}) if system == "reference" else r["ours"]).get(field) == r["ticket"][field]
-                    for r in labelled
-                )
+                field: statistics.fmean(answer(r).get(field) == r["ticket"][field] for r in labelled)
                 for field in LABEL_FIELDS
             }
-            for system in ("reference", "ours")
+            for system, answer in answers.items()
         }
         if labelled
         else {}
@@ -175,14 +180,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"Reference answers that validate (labels from the taxonomy, subcategory of its category): "
         f"{report['reference_valid_rate']:.1%}",
         "",
-        "| field | agreement | accuracy reference | accuracy ours |",
-        "|---|---|---|---|",
+        "| field | agreement | accuracy reference | accuracy reference, valid answers only | accuracy ours |",
+        "|---|---|---|---|---|",
     ]
+    acc = report["accuracy"]
     for field in LABEL_FIELDS:
-        acc = report["accuracy"]
-        ref_acc = f"{acc['reference'][field]:.1%}" if acc else "-"
-        our_acc = f"{acc['ours'][field]:.1%}" if acc else "-"
-        lines.append(f"| {field} | {report['agreement'][field]:.1%} | {ref_acc} | {our_acc} |")
+        cells = [
+            f"{acc[system][field]:.1%}" if acc else "-"
+            for system in ("reference", "reference_valid_answers_only", "ours")
+        ]
+        lines.append(f"| {field} | {report['agreement'][field]:.1%} | " + " | ".join(cells) + " |")
     rates = report["sampling_tokens_per_s"]
     lines += [
         "",
