@@ -11,6 +11,7 @@ sampler must take it. Against the latter, any difference is one of the decoder's
 tokens batched, the prefix cache, trie batches) or of llama.cpp's arithmetic."""
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -100,13 +101,21 @@ def _before_closing_quote(summary: bytes, piece: bytes) -> bytes | None:
     return None
 
 
+def _shows_a_character(piece: bytes) -> bool:
+    """Whether `piece` writes a character that is not whitespace, outside any JSON escape."""
+    plain = re.sub(rb"\\(u[0-9a-fA-F]{0,4}|.?)", b"", piece)
+    return bool(plain.decode("utf-8", errors="ignore").strip())
+
+
 def _refused_in_summary(engine: LlamaEngine, summary: bytes, token: int) -> bool:
-    """The token-level grammar's two rules on top of the GBNF: no control tokens (the GBNF reads them
-    as their text), and no token that closes the string right after finishing a split character
-    (what it writes before the quote has no tokens of its own)."""
-    if engine.is_control(token):
+    """The token-level grammar's rules on top of the GBNF: no control tokens (the GBNF reads them as
+    their text); a first token that shows a character and does not close the string (so that a
+    summary is never blank); and no token that closes the string right after finishing a split
+    character (what it writes before the quote has no tokens of its own)."""
+    piece = engine.token_bytes(token)
+    head = _before_closing_quote(summary, piece)
+    if engine.is_control(token) or (not summary and (head is not None or not _shows_a_character(piece))):
         return True
-    head = _before_closing_quote(summary, engine.token_bytes(token))
     if head is None:
         return False
     try:
@@ -138,7 +147,8 @@ def canonical_greedy(
     triager: Triager, text: str, *, ticket_token_by_token: bool = False, cold: bool = True
 ) -> GreedyRun:
     """Greedy decoding under the token-level grammar: the summary as llama.cpp's sampler allows it
-    (over the whole vocabulary, no token or sentence bound), ended by the first token that closes the
+    (over the whole vocabulary, no token or sentence bound; the few extra rules of
+    `_refused_in_summary`), ended by the first token that closes the
     string, whose characters before the quote join the summary; then the canonical tokens of the
     scaffolding, and each label field as a greedy walk down its label trie. Every token is checked
     against the GBNF as well, and the answer must be complete under it."""
