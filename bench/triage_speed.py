@@ -135,13 +135,13 @@ def summarize(rows: list[dict[str, Any]], ours: Triager) -> dict[str, Any]:
         }
     report["speedup_mean_latency"] = report["reference"]["latency_mean_s"] / report["ours"]["latency_mean_s"]
     report["speedup_p50"] = report["reference"]["latency_p50_s"] / report["ours"]["latency_p50_s"]
-    report["reference_valid_rate"] = statistics.fmean(valid_reference(r["ref"], ours) for r in rows)
+    reference_valid = {id(r): valid_reference(r["ref"], ours) for r in rows}
+    report["reference_valid_rate"] = statistics.fmean(reference_valid.values())
     report["agreement"] = {
         field: statistics.fmean((r["ref"].values or {}).get(field) == r["ours"][field] for r in rows)
         for field in LABEL_FIELDS
     }
     labelled = [r for r in rows if "category" in r["ticket"]]
-    reference_valid = {id(r): valid_reference(r["ref"], ours) for r in labelled}
     answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "reference": lambda r: r["ref"].values or {},
         "ours": lambda r: r["ours"],

@@ -2,9 +2,9 @@
 
 The answer layout is fixed (answer_format), so the decoder walks it instead of sampling every
 character. Only the summary is generated token by token, under the grammar's string rules
-(runtime/json_string) and bounded in tokens and characters. Each label field takes one batched evaluation: the
-forced tokens before it (the previous label's tail, the JSON key) plus the branching nodes of the
-field's label trie, every node in the sequences of the labels below it.
+(runtime/json_string) and bounded in tokens and characters. Each label field takes one batched
+evaluation: the forced tokens before it (the previous label's tail, the JSON key) plus the branching
+nodes of the field's label trie, every node in the sequences of the labels below it.
 
 Confidence of a label field = the probability of the chosen label under the grammar-constrained
 model: the product, over the label's tokens (and the scaffolding token that ends it), of the
@@ -28,7 +28,7 @@ from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 
 LabelSearch = Literal["exact", "greedy"]
-CHARACTER_TAIL_TOKENS = 5  # the most tokens past the summary's bound that finish a \\u escape: u and 4 digits
+CHARACTER_TAIL_TOKENS = 5  # the most tokens past the summary's bound that finish a \u escape: u and 4 digits
 
 
 @dataclass
@@ -103,17 +103,19 @@ class GuidedDecoder:
     def _summary_tables(self) -> None:
         """Each token's step from a character boundary (the state nearly every summary token starts
         in) as masks; the rare states inside an escape or a split character are checked token by token."""
-        steps = ((token, self._string_step(BOUNDARY, token)) for token in range(self.engine.n_vocab))
-        taken = [(token, string_step) for token, string_step in steps if string_step is not None]
         self._piece_chars = np.full(self.engine.n_vocab, SUMMARY_MAX_CHARS + 1)
         self._content_mask, self._first_mask, self._close_mask = (
             np.zeros(self.engine.n_vocab, dtype=bool) for _ in range(3)
         )
-        for token, string_step in taken:
+        for token in range(self.engine.n_vocab):
+            string_step = self._string_step(BOUNDARY, token)
+            if string_step is None:
+                continue
             self._piece_chars[token] = string_step.chars
             self._close_mask[token] = string_step.closes
             self._content_mask[token] = not string_step.closes
             self._first_mask[token] = string_step.visible and not string_step.closes
+        self._continue_mask = self._content_mask | self._close_mask  # after the first token
 
     def _label_tries(self) -> dict[tuple[str, str | None], LabelTrie]:
         """Token sequences of `label + following scaffolding`, per field (and category for subcategory)."""
@@ -197,7 +199,7 @@ class GuidedDecoder:
     ) -> tuple[int, Step]:
         """The best token the grammar allows after `state` that starts at most `budget` characters."""
         if state.at_boundary:
-            allowed = self._first_mask if first else self._content_mask | self._close_mask
+            allowed = self._first_mask if first else self._continue_mask
             token = int(np.argmax(np.where(allowed & (self._piece_chars <= budget), logits, -np.inf)))
             string_step = self._string_step(state, token)
             assert string_step is not None, "at a character boundary the grammar always allows a token"

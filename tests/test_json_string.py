@@ -121,7 +121,6 @@ def test_the_automaton_allows_what_llama_cpp_allows_over_the_whole_vocabulary(
     for name, path in walks:
         grammar = GrammarState(engine, triager.grammar)
         try:
-            state, chars = BOUNDARY, 0
             for token in engine.tokenize(key_prefix(0)) + path:
                 assert grammar.allows(token), name
                 grammar.accept(token)

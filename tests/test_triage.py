@@ -183,8 +183,9 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(unbatc
     prompt, _, _ = triager.prompt_tokens(text)
     labels = triager.taxonomy.choices("category")
     candidates = [engine.tokenize(label + key_prefix(2)) for label in labels]
-    # where the category starts: after the first `","category":"` (a summary holds no quote), which a
-    # closing token's summary characters (`.",` -> `.` + the canonical tokens) may precede
+    # where the category starts: after the first `","category":"` in its canonical tokens (in a summary
+    # the token `","` would close the string, even after a backslash), which a closing token's summary
+    # characters (`.",` -> `.` + the canonical tokens) may precede
     close, answered = decoder._summary_close, answer.answer_tokens
     start = len(prompt) + next(i for i in range(len(answered)) if answered[i : i + len(close)] == close) + len(close)
     context = (prompt + answer.answer_tokens)[:start]
