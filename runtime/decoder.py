@@ -54,12 +54,21 @@ def _opens_sentence(text: str, piece: str) -> bool:
     return stripped.endswith((".", "!", "?")) and (stripped != text or piece[:1].isspace()) and bool(piece.strip())
 
 
+def _log_sum_exp(row: npt.NDArray[np.float64]) -> float:
+    peak = row.max()
+    return float(peak + np.log(np.exp(row - peak).sum()))
+
+
 def log_softmax_at(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.NDArray[np.float64]:
     """log p(token) for each of `tokens` under softmax(logits)."""
     row = logits.astype(np.float64)
-    peak = row.max()
-    log_norm = peak + np.log(np.exp(row - peak).sum())
-    return np.asarray(row[tokens] - log_norm, dtype=np.float64)
+    return np.asarray(row[tokens] - _log_sum_exp(row), dtype=np.float64)
+
+
+def log_softmax_among(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.NDArray[np.float64]:
+    """log p(token) for each of `tokens`, renormalised over `tokens` alone (the ones the grammar allows)."""
+    row = logits[tokens].astype(np.float64)
+    return np.asarray(row - _log_sum_exp(row), dtype=np.float64)
 
 
 class GuidedDecoder:
@@ -267,7 +276,7 @@ class GuidedDecoder:
         for node in (trie.root, *trie.to_evaluate):
             if len(node.children) > 1:
                 children = list(node.children)
-                log_probs = log_softmax_at(node_logits[id(node)], children)
+                log_probs = log_softmax_among(node_logits[id(node)], children)
                 branch_log_probs[id(node)] = dict(zip(children, log_probs.tolist(), strict=True))
         scores = np.zeros(len(trie.labels))
         for index in range(len(trie.labels)):
@@ -276,8 +285,7 @@ class GuidedDecoder:
                 scores[index] += branch_log_probs.get(id(parent), {}).get(node.token, 0.0)
                 parent = node
         best = self._greedy_path(trie, node_logits) if self.label_search == "greedy" else int(np.argmax(scores))
-        probabilities = np.exp(scores - scores.max())
-        confidence = float(probabilities[best] / probabilities.sum())
+        confidence = float(np.exp(scores[best]))  # the labels' probabilities sum to 1
         tokens = trie.tokens[best]
         evaluated = sum(1 for node in trie.path(best) if id(node) in node_logits)
         if evaluated:  # keep the winner's evaluated tokens in sequence 0

@@ -9,13 +9,13 @@ import jsonschema
 import numpy as np
 import pytest
 
-from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix
+from ticketsmith.runtime.answer_format import FIELD_ORDER, label_suffix
 from ticketsmith.runtime.decoder import _opens_sentence
 from ticketsmith.runtime.engine import BatchItem
 from ticketsmith.runtime.errors import ConfigError, TicketError
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
 from ticketsmith.runtime.settings import RuntimeSettings, load_settings
-from ticketsmith.runtime.taxonomy import Taxonomy
+from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 from ticketsmith.runtime.triager import TicketInput, Triager
 
 HOSTILE = {
@@ -171,24 +171,37 @@ def unbatched_triager(settings: RuntimeSettings) -> Iterator[Triager]:
     loaded.close()
 
 
-def test_category_confidence_is_the_grammar_constrained_label_probability(unbatched_triager: Triager) -> None:
-    """Recompute P(category) independently: one token at a time, in a spare sequence, renormalising
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("category", "My monitor flickers and then goes black"),
+        # four applications share the token `Microsoft`: the trie branches below its root
+        ("application", "Outlook crashes when opening attachments"),
+    ],
+)
+def test_label_confidence_is_the_grammar_constrained_label_probability(
+    unbatched_triager: Triager, field: LabelField, text: str
+) -> None:
+    """Recompute P(label) independently: one token at a time, in a spare sequence, renormalising
     over the next tokens of the labels still possible, and compare with the trie-batched decoder.
     With batch-independent arithmetic the two must agree to rounding."""
     triager = unbatched_triager
-    text = "My monitor flickers and then goes black"
     result = triager.triage(text)
     answer, _, _, _ = triager.decode(text)
     engine, decoder = triager.engine, triager.decoder
     prompt, _, _ = triager.prompt_tokens(text)
-    labels = triager.taxonomy.choices("category")
-    candidates = [engine.tokenize(label + key_prefix(2)) for label in labels]
     # where the category starts: after the first `","category":"` in its canonical tokens (in a summary
     # the token `","` would close the string, even after a backslash), which a closing token's summary
-    # characters (`.",` -> `.` + the canonical tokens) may precede
+    # characters (`.",` -> `.` + the canonical tokens) may precede; each label's canonical tokens follow
     close, answered = decoder._summary_close, answer.answer_tokens
     start = len(prompt) + next(i for i in range(len(answered)) if answered[i : i + len(close)] == close) + len(close)
+    for earlier in FIELD_ORDER[1 : FIELD_ORDER.index(field)]:
+        trie = decoder.label_trie(earlier, result.category)
+        start += len(trie.tokens[trie.labels.index(getattr(result, earlier))])
     context = (prompt + answer.answer_tokens)[:start]
+    labels = triager.taxonomy.choices(field, result.category)
+    candidates = [engine.tokenize(label + label_suffix(field)) for label in labels]
+    assert candidates == decoder.label_trie(field, result.category).tokens
     log_probs = []
     for tokens in candidates:
         engine.copy(0, 1, 0, start - 1)
@@ -204,8 +217,8 @@ def test_category_confidence_is_the_grammar_constrained_label_probability(unbatc
         log_probs.append(total)
     probabilities = np.exp(log_probs)
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-6)
-    assert labels[int(np.argmax(probabilities))] == result.category
-    assert result.confidence.category == pytest.approx(float(probabilities.max()), abs=1e-6)
+    assert labels[int(np.argmax(probabilities))] == getattr(result, field)
+    assert getattr(result.confidence, field) == pytest.approx(float(probabilities.max()), abs=1e-6)
 
 
 def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(
