@@ -133,6 +133,10 @@ def summarize(rows: list[dict[str, Any]], ours: Triager) -> dict[str, Any]:
             "forward_passes_per_ticket": statistics.fmean(passes),
             "sampled_tokens_per_ticket": statistics.fmean(sampled),
         }
+    report["rival_category"] = {  # how often our decoder scored a second category, and kept it
+        "scored_share": statistics.fmean(r["ours_stats"].rival_categories_scored for r in rows),
+        "chosen_share": statistics.fmean(r["ours_stats"].rival_categories_chosen for r in rows),
+    }
     report["speedup_mean_latency"] = report["reference"]["latency_mean_s"] / report["ours"]["latency_mean_s"]
     report["speedup_p50"] = report["reference"]["latency_p50_s"] / report["ours"]["latency_p50_s"]
     reference_valid = {id(r): valid_reference(r["ref"], ours) for r in rows}
@@ -179,6 +183,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Speed-up (mean latency): **{report['speedup_mean_latency']:.2f}x**; p50: {report['speedup_p50']:.2f}x",
         f"Reference answers that validate (labels from the taxonomy, subcategory of its category): "
         f"{report['reference_valid_rate']:.1%}",
+        f"Ours scored a rival category on {report['rival_category']['scored_share']:.1%} of tickets "
+        f"and kept it on {report['rival_category']['chosen_share']:.1%}",
         "",
         "| field | agreement | accuracy reference | accuracy reference, valid answers only | accuracy ours |",
         "|---|---|---|---|---|",

@@ -11,7 +11,7 @@ model: the product, over the label's tokens (and the scaffolding token that ends
 model's softmax probability renormalised over the tokens the grammar allows at that point. These
 probabilities sum to 1 over the allowed labels. The label with the highest one is chosen (an exact
 search over the label trie, not a greedy token walk). The subcategory's competitors are the chosen
-category's subcategories."""
+category's subcategories; the category itself may give way to a rival (`_category_and_subcategory`)."""
 
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +37,35 @@ class DecodeStats:
     sampled_tokens: int = 0
     forced_tokens: int = 0  # answer tokens not sampled: the scaffolding and the labels
     prompt_tokens_evaluated: int = 0
+    rival_categories_scored: int = 0  # see `_category_and_subcategory`
+    rival_categories_chosen: int = 0
+
+
+@dataclass
+class ScoredLabels:
+    """One label batch: every label's log-probability under the grammar and the best label."""
+
+    trie: LabelTrie
+    log_probs: npt.NDArray[np.float64]
+    first_logits: npt.NDArray[np.float32]  # before the labels' first token
+    start: int  # the position of the labels' first token
+    sequences: tuple[int, ...]  # the labels' sequences, alive until `_keep`
+    best: int
+    evaluated: int  # how many of the best label's tokens the batch evaluated
+
+    @property
+    def confidence(self) -> float:
+        return float(np.exp(self.log_probs[self.best]))  # the labels' probabilities sum to 1
+
+
+@dataclass
+class CategoryPair:
+    """A category, its best subcategory and how probable the model finds the two together."""
+
+    category: int  # index in the category trie
+    subcategory: ScoredLabels
+    log_score: float
+    tail: list[int]  # the subcategory's tokens still to be evaluated
 
 
 @dataclass
@@ -63,6 +92,12 @@ def log_softmax_at(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.ND
     """log p(token) for each of `tokens` under softmax(logits)."""
     row = logits.astype(np.float64)
     return np.asarray(row[tokens] - _log_sum_exp(row), dtype=np.float64)
+
+
+def log_mass(logits: npt.NDArray[np.float32], tokens: list[int]) -> float:
+    """log of the total softmax(logits) probability of `tokens`."""
+    row = logits.astype(np.float64)
+    return _log_sum_exp(row[tokens]) - _log_sum_exp(row)
 
 
 def log_softmax_among(logits: npt.NDArray[np.float32], tokens: list[int]) -> npt.NDArray[np.float64]:
@@ -97,6 +132,9 @@ class GuidedDecoder:
         ]
         self._summary_tables()
         self._tries = self._label_tries()
+        self._spare = engine.n_seq_max - 1  # sets an answer aside while a rival category is scored
+        assert all(len(trie.labels) < self._spare for trie in self._tries.values()), "too few sequences"
+        self._subcategory_openers = self._openers()
 
     # --- precomputation -----------------------------------------------------------------------
     def _string_step(self, state: StringState, token: int) -> Step | None:
@@ -137,6 +175,14 @@ class GuidedDecoder:
             labels = self.taxonomy.choices(name, category)
             table[(name, category)] = LabelTrie([(label, self.engine.tokenize(label + suffix)) for label in labels])
         return table
+
+    def _openers(self) -> dict[int, list[int]]:
+        """Each token that starts a subcategory: the categories (indices in the category trie) it starts one of."""
+        openers: dict[int, list[int]] = {}
+        for index, category in enumerate(self._tries[("category", None)].labels):
+            for token in self._tries[("subcategory", category)].root.children:
+                openers.setdefault(token, []).append(index)
+        return openers
 
     def label_trie(self, name: str, category: str | None = None) -> LabelTrie:
         """The canonical token sequences of a field's labels (the subcategory's: of `category`)."""
@@ -251,12 +297,11 @@ class GuidedDecoder:
         confidence = float(np.exp(np.mean(log_probs))) if log_probs else 0.0
         return text.strip(), confidence, unevaluated
 
-    def _choose(self, pending: list[int], trie: LabelTrie, stats: DecodeStats) -> tuple[str, float, list[int]]:
+    def _score(self, pending: list[int], trie: LabelTrie, stats: DecodeStats) -> ScoredLabels:
         """Append the forced `pending` tokens and score every label of `trie` under the grammar, in one
         batch: the pending tokens belong to sequence 0 and to every label's sequence, each trie node to
-        the sequences of the labels below it. Returns the label, its confidence and the winner's tokens
-        that are still to be evaluated (the next call's pending tokens)."""
-        assert pending, "a label is always followed by scaffolding that is not yet evaluated"
+        the sequences of the labels below it. The labels' sequences stay until `_keep`."""
+        assert pending, "a label is always preceded by tokens that are not yet evaluated"
         base = len(self._cached)
         label_seqs = tuple(sorted({i + 1 for node in trie.to_evaluate for i in node.labels}))
         for seq in label_seqs:
@@ -285,15 +330,75 @@ class GuidedDecoder:
                 scores[index] += branch_log_probs.get(id(parent), {}).get(node.token, 0.0)
                 parent = node
         best = self._greedy_path(trie, node_logits) if self.label_search == "greedy" else int(np.argmax(scores))
-        confidence = float(np.exp(scores[best]))  # the labels' probabilities sum to 1
-        tokens = trie.tokens[best]
         evaluated = sum(1 for node in trie.path(best) if id(node) in node_logits)
-        if evaluated:  # keep the winner's evaluated tokens in sequence 0
-            self.engine.copy(best + 1, 0, start, start + evaluated)
-            self._cached.extend(tokens[:evaluated])
-        for seq in label_seqs:
+        return ScoredLabels(trie, scores, rows[0], start, label_seqs, best, evaluated)
+
+    def _keep(self, scored: ScoredLabels) -> list[int]:
+        """Keep the best label's evaluated tokens in sequence 0 and drop the labels' sequences; returns
+        its tokens still to be evaluated (the next batch's pending tokens)."""
+        tokens = scored.trie.tokens[scored.best]
+        if scored.evaluated:
+            self.engine.copy(scored.best + 1, 0, scored.start, scored.start + scored.evaluated)
+            self._cached.extend(tokens[: scored.evaluated])
+        for seq in scored.sequences:
             self.engine.remove(seq, 0)
-        return trie.labels[best], confidence, tokens[evaluated:]
+        return tokens[scored.evaluated :]
+
+    def _choose(self, pending: list[int], trie: LabelTrie, stats: DecodeStats) -> tuple[str, float, list[int]]:
+        """The best label of `trie` after `pending`, its confidence and its tokens still to be evaluated."""
+        scored = self._score(pending, trie, stats)
+        return trie.labels[scored.best], scored.confidence, self._keep(scored)
+
+    def _pair(self, categories: ScoredLabels, index: int, pending: list[int], stats: DecodeStats) -> CategoryPair:
+        """Score category `index`'s subcategories after `pending` and keep the best in sequence 0."""
+        trie = self.label_trie("subcategory", categories.trie.labels[index])
+        scored = self._score(pending, trie, stats)
+        # the model's probability of the category, of starting one of its own subcategories after
+        # it (not renormalised: a model that wants another category's subcategory makes this small),
+        # and of the best of them under the grammar
+        log_score = float(
+            categories.log_probs[index]
+            + log_mass(scored.first_logits, list(trie.root.children))
+            + scored.log_probs[scored.best]
+        )
+        return CategoryPair(index, scored, log_score, self._keep(scored))
+
+    def _rival(self, categories: ScoredLabels, pair: CategoryPair) -> int | None:
+        """The category of the subcategory the model would start after the chosen category if the
+        grammar allowed every subcategory of the taxonomy; None when that is one of its own."""
+        openers = list(self._subcategory_openers)
+        favourite = openers[int(np.argmax(pair.subcategory.first_logits[openers]))]
+        owners = self._subcategory_openers[favourite]
+        if pair.category in owners:
+            return None
+        return max(owners, key=lambda index: float(categories.log_probs[index]))
+
+    def _category_and_subcategory(self, pending: list[int], stats: DecodeStats) -> tuple[ScoredLabels, CategoryPair]:
+        """The category and subcategory, chosen together with `label_search: exact`. Under the
+        grammar a wrong category still gets a subcategory of its own, however little the model wants
+        one; so when the model, after the most probable category, would rather start a subcategory of
+        another category, that rival is scored as well and the pair the model finds more probable
+        (category x start of one of its subcategories x the subcategory) is kept."""
+        categories = self._score(pending, self.label_trie("category"), stats)
+        first = self._pair(categories, categories.best, self._keep(categories), stats)
+        rival = self._rival(categories, first) if self.label_search == "exact" else None
+        if rival is None:
+            return categories, first
+        stats.rival_categories_scored += 1
+        start, kept = categories.start, self._cached[categories.start :]
+        self.engine.copy(0, self._spare, start)  # set the first answer aside
+        self.engine.remove(0, start)
+        del self._cached[start:]
+        second = self._pair(categories, rival, categories.trie.tokens[rival], stats)
+        if second.log_score > first.log_score:
+            self.engine.remove(self._spare, 0)
+            stats.rival_categories_chosen += 1
+            return categories, second
+        self.engine.remove(0, start)
+        self.engine.copy(self._spare, 0, start)
+        self.engine.remove(self._spare, 0)
+        self._cached[start:] = kept
+        return categories, first
 
     @staticmethod
     def _greedy_path(trie: LabelTrie, node_logits: dict[int, npt.NDArray[np.float32]]) -> int:
@@ -316,10 +421,14 @@ class GuidedDecoder:
         values: dict[str, str] = {}
         confidence: dict[str, float] = {}
         values["summary"], confidence["summary"], pending = self._summary(logits, stats)
-        pending = pending + self._summary_close
-        for name in FIELD_ORDER[1:]:
-            trie = self.label_trie(name, values.get("category"))
-            values[name], confidence[name], pending = self._choose(pending, trie, stats)
+        categories, pair = self._category_and_subcategory(pending + self._summary_close, stats)
+        values["category"] = categories.trie.labels[pair.category]
+        confidence["category"] = float(np.exp(categories.log_probs[pair.category]))
+        values["subcategory"] = pair.subcategory.trie.labels[pair.subcategory.best]
+        confidence["subcategory"] = pair.subcategory.confidence
+        pending = pair.tail
+        for name in FIELD_ORDER[3:]:
+            values[name], confidence[name], pending = self._choose(pending, self.label_trie(name), stats)
         answer = self._cached[start:] + pending  # the answer's tail: nothing follows, so never evaluated
         stats.forced_tokens = len(answer) - stats.sampled_tokens  # scaffolding and labels, none sampled
         return DecodedAnswer(confidence, answer, stats)

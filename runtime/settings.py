@@ -55,7 +55,9 @@ class RuntimeSettings(BaseSettings):
         True, description="end the summary where a second sentence would start (after '.', '!' or '?' and a space)"
     )
     label_search: LabelSearch = Field(
-        "exact", description="exact: the most probable label; greedy: token by token, as a plain sampler would"
+        "exact",
+        description="exact: the most probable label, category and subcategory as a pair; "
+        "greedy: token by token, as a plain sampler would",
     )
     review_thresholds: ReviewThresholds = Field(default_factory=ReviewThresholds)
 

@@ -48,14 +48,14 @@ class Triager:
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads,
             n_gpu_layers=settings.n_gpu_layers,
-            n_seq_max=1 + largest_set,  # sequence 0 plus one per label being scored
+            n_seq_max=2 + largest_set,  # sequence 0, one per label being scored, one to set an answer aside
             n_ubatch=settings.n_ubatch,
             lora_path=settings.lora_path,
             flash_attn=settings.flash_attn,
         )
         self._check_trained_for_this_setup()
-        if largest_set + 1 > self.engine.n_seq_max:
-            raise ConfigError(f"a field has {largest_set} labels; llama.cpp scores at most {self.engine.n_seq_max - 1}")
+        if largest_set + 2 > self.engine.n_seq_max:
+            raise ConfigError(f"a field has {largest_set} labels; llama.cpp scores at most {self.engine.n_seq_max - 2}")
         GrammarState(self.engine, self.grammar).close()  # llama.cpp must compile it: fail at start-up
         builder = PromptBuilder(self.taxonomy, self.engine.metadata("tokenizer.chat_template"))
         self.encoder = PromptEncoder(builder.parts(), self.engine.tokenize)

@@ -7,16 +7,21 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from ticketsmith.runtime.answer_format import FIELD_ORDER, label_suffix
 from ticketsmith.runtime.decoder import _opens_sentence
-from ticketsmith.runtime.engine import BatchItem
+from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, TicketError
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
 from ticketsmith.runtime.settings import RuntimeSettings, load_settings
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 from ticketsmith.runtime.triager import TicketInput, Triager
+
+# with the embedded default and n_ubatch 1, the rival category is chosen for the first and not for the second
+RIVAL_WINS = "Outlook crashes when opening attachments"
+RIVAL_LOSES = "My monitor flickers and then goes black"
 
 HOSTILE = {
     "ordinary": "My laptop will not turn on since this morning, the power light blinks orange.",
@@ -171,54 +176,121 @@ def unbatched_triager(settings: RuntimeSettings) -> Iterator[Triager]:
     loaded.close()
 
 
-@pytest.mark.parametrize(
-    ("field", "text"),
-    [
-        ("category", "My monitor flickers and then goes black"),
-        # four applications share the token `Microsoft`: the trie branches below its root
-        ("application", "Outlook crashes when opening attachments"),
-    ],
-)
-def test_label_confidence_is_the_grammar_constrained_label_probability(
-    unbatched_triager: Triager, field: LabelField, text: str
-) -> None:
-    """Recompute P(label) independently: one token at a time, in a spare sequence, renormalising
-    over the next tokens of the labels still possible, and compare with the trie-batched decoder.
-    With batch-independent arithmetic the two must agree to rounding."""
-    triager = unbatched_triager
-    result = triager.triage(text)
-    answer, _, _, _ = triager.decode(text)
-    engine, decoder = triager.engine, triager.decoder
-    prompt, _, _ = triager.prompt_tokens(text)
-    # where the category starts: after the first `","category":"` in its canonical tokens (in a summary
-    # the token `","` would close the string, even after a backslash), which a closing token's summary
-    # characters (`.",` -> `.` + the canonical tokens) may precede; each label's canonical tokens follow
-    close, answered = decoder._summary_close, answer.answer_tokens
-    start = len(prompt) + next(i for i in range(len(answered)) if answered[i : i + len(close)] == close) + len(close)
-    for earlier in FIELD_ORDER[1 : FIELD_ORDER.index(field)]:
-        trie = decoder.label_trie(earlier, result.category)
-        start += len(trie.tokens[trie.labels.index(getattr(result, earlier))])
-    context = (prompt + answer.answer_tokens)[:start]
-    labels = triager.taxonomy.choices(field, result.category)
-    candidates = [engine.tokenize(label + label_suffix(field)) for label in labels]
-    assert candidates == decoder.label_trie(field, result.category).tokens
+def _grammar_log_probs(
+    engine: LlamaEngine, context: list[int], shared: int, candidates: list[list[int]]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+    """Each candidate's log-probability after `context` under the grammar, recomputed independently
+    of the decoder: one token per pass in sequence 1 (which shares sequence 0's first `shared`
+    positions), renormalising over the next tokens of the candidates still possible. Also returns
+    the logits before the candidates' first token."""
     log_probs = []
     for tokens in candidates:
-        engine.copy(0, 1, 0, start - 1)
-        logits = engine.decode([BatchItem(context[-1], start - 1, (1,), True)])[0]
+        engine.remove(1, 0)
+        engine.copy(0, 1, 0, shared)
+        for position in range(shared, len(context)):
+            logits = engine.decode([BatchItem(context[position], position, (1,), True)])[0]
+        first = logits
         total = 0.0
         for j, token in enumerate(tokens):
             allowed = sorted({c[j] for c in candidates if c[:j] == tokens[:j]})
             if len(allowed) > 1:
                 row = logits[allowed].astype(np.float64)
                 total += row[allowed.index(token)] - (row.max() + math.log(np.exp(row - row.max()).sum()))
-            logits = engine.decode([BatchItem(token, start + j, (1,), True)])[0]
-        engine.remove(1, 0)
+            logits = engine.decode([BatchItem(token, len(context) + j, (1,), True)])[0]
         log_probs.append(total)
-    probabilities = np.exp(log_probs)
+    engine.remove(1, 0)
+    return np.array(log_probs), first
+
+
+def _category_start(triager: Triager, prompt: list[int], answer: list[int]) -> int:
+    """Where the category starts: after the first `","category":"` in its canonical tokens (in a
+    summary the token `","` would close the string, even after a backslash), which a closing token's
+    summary characters (`.",` -> `.` + the canonical tokens) may precede."""
+    close = triager.decoder._summary_close
+    return len(prompt) + next(i for i in range(len(answer)) if answer[i : i + len(close)] == close) + len(close)
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("category", RIVAL_LOSES),
+        ("category", RIVAL_WINS),
+        # four applications share the token `Microsoft`: the trie branches below its root. Whether the
+        # rival category won or lost, the labels after it must see the kept category in the KV cache
+        ("application", RIVAL_WINS),
+        ("application", RIVAL_LOSES),
+    ],
+)
+def test_label_confidence_is_the_grammar_constrained_label_probability(
+    unbatched_triager: Triager, field: LabelField, text: str
+) -> None:
+    """Recompute P(label) independently and compare with the trie-batched decoder. With
+    batch-independent arithmetic the two must agree to rounding."""
+    triager = unbatched_triager
+    result = triager.triage(text)
+    answer, _, _, _ = triager.decode(text)
+    engine, decoder = triager.engine, triager.decoder
+    prompt, _, _ = triager.prompt_tokens(text)
+    start = _category_start(triager, prompt, answer.answer_tokens)
+    for earlier in FIELD_ORDER[1 : FIELD_ORDER.index(field)]:  # each label's canonical tokens follow
+        trie = decoder.label_trie(earlier, result.category)
+        start += len(trie.tokens[trie.labels.index(getattr(result, earlier))])
+    labels = triager.taxonomy.choices(field, result.category)
+    candidates = [engine.tokenize(label + label_suffix(field)) for label in labels]
+    assert candidates == decoder.label_trie(field, result.category).tokens
+    context = (prompt + answer.answer_tokens)[:start]
+    probabilities = np.exp(_grammar_log_probs(engine, context, start - 1, candidates)[0])
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-6)
-    assert labels[int(np.argmax(probabilities))] == getattr(result, field)
-    assert getattr(result.confidence, field) == pytest.approx(float(probabilities.max()), abs=1e-6)
+    chosen = labels.index(getattr(result, field))
+    assert getattr(result.confidence, field) == pytest.approx(float(probabilities[chosen]), abs=1e-6)
+    if field != "category" or not answer.stats.rival_categories_chosen:  # a rival is not the most probable
+        assert chosen == int(np.argmax(probabilities))
+
+
+@pytest.mark.parametrize(("text", "rival_chosen"), [(RIVAL_WINS, True), (RIVAL_LOSES, False)])
+def test_category_and_subcategory_are_the_more_probable_of_two_pairs(
+    unbatched_triager: Triager, text: str, rival_chosen: bool
+) -> None:
+    """The rule of `label_search: exact`, recomputed token by token: after the most probable
+    category, find the subcategory the model would start if every subcategory were allowed; if it
+    belongs to another category, that rival's pair wins when P(category) x P(starting one of its own
+    subcategories) x P(its best subcategory under the grammar) is higher."""
+    triager = unbatched_triager
+    answer, result, _, _ = triager.decode(text)
+    engine, taxonomy = triager.engine, triager.taxonomy
+    prompt, _, _ = triager.prompt_tokens(text)
+    start = _category_start(triager, prompt, answer.answer_tokens)
+    context = (prompt + answer.answer_tokens)[:start]
+    categories = list(taxonomy.choices("category"))
+    category_tokens = [engine.tokenize(c + label_suffix("category")) for c in categories]
+    category_log_probs, _ = _grammar_log_probs(engine, context, start - 1, category_tokens)
+
+    def best_pair(index: int) -> tuple[float, str, npt.NDArray[np.float32]]:
+        subcategories = taxonomy.choices("subcategory", categories[index])
+        tokens = [engine.tokenize(s + label_suffix("subcategory")) for s in subcategories]
+        log_probs, first = _grammar_log_probs(engine, context + category_tokens[index], start - 1, tokens)
+        row = first.astype(np.float64)
+        own = row[sorted({t[0] for t in tokens})]
+        log_mass = math.log(np.exp(own - row.max()).sum()) - math.log(np.exp(row - row.max()).sum())
+        best = int(np.argmax(log_probs))
+        return float(category_log_probs[index] + log_mass + log_probs[best]), subcategories[best], first
+
+    first = int(np.argmax(category_log_probs))
+    score, subcategory, logits = best_pair(first)
+    expected, switched = (categories[first], subcategory), False
+    owners: dict[int, set[int]] = {}
+    for index, category in enumerate(categories):
+        for name in taxonomy.choices("subcategory", category):
+            owners.setdefault(engine.tokenize(name + label_suffix("subcategory"))[0], set()).add(index)
+    favourite = max(owners, key=lambda token: float(logits[token]))
+    if first not in owners[favourite]:
+        rival = max(owners[favourite], key=lambda index: float(category_log_probs[index]))
+        rival_score, rival_subcategory, _ = best_pair(rival)
+        if rival_score > score:
+            expected, switched = (categories[rival], rival_subcategory), True
+    assert switched == rival_chosen  # the case this parameter is meant to cover
+    assert (result.category, result.subcategory) == expected
+    assert answer.stats.rival_categories_chosen == int(switched)
 
 
 def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(
