@@ -28,6 +28,7 @@ from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 
 LabelSearch = Literal["exact", "greedy"]
+assert FIELD_ORDER[1:3] == ("category", "subcategory"), "the decoder chooses these two together, in this order"
 CHARACTER_TAIL_TOKENS = 5  # the most tokens past the summary's bound that finish a \u escape: u and 4 digits
 
 

@@ -297,9 +297,11 @@ def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(
     triager: Triager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where every label of a field starts with its own token, the most probable label is the one a
-    greedy sampler picks; elsewhere exact search may pick a label greedy decoding would miss."""
+    greedy sampler picks; elsewhere exact search may pick a label greedy decoding would miss, and a
+    rival category may win (not on this ticket)."""
     text = "Excel freezes when I open the quarterly report, whole finance team affected"
     exact = triager.triage(text)
+    assert triager.decode(text)[0].stats.rival_categories_chosen == 0
     with monkeypatch.context() as patch:
         patch.setattr(triager.decoder, "label_search", "greedy")
         greedy = triager.triage(text)
