@@ -127,7 +127,9 @@ def test_a_summary_at_its_token_bound_costs_no_pass_of_its_own(
     monkeypatch.setattr(triager.decoder, "one_sentence", False)
     answer, ticket, _, _ = triager.decode("Outlook keeps crashing whenever I open an attachment from finance")
     assert answer.stats.sampled_tokens == 3
-    assert answer.stats.forward_passes == 1 + 2 + len(FIELD_ORDER) - 1  # prompt, 2 summary steps, one per label
+    # the prompt, 2 summary steps, one per label, and one for a rival category if there was one
+    labels = len(FIELD_ORDER) - 1 + answer.stats.rival_categories_scored
+    assert answer.stats.forward_passes == 1 + 2 + labels
     assert ticket.summary
 
 
@@ -297,11 +299,13 @@ def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(
     triager: Triager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where every label of a field starts with its own token, the most probable label is the one a
-    greedy sampler picks; elsewhere exact search may pick a label greedy decoding would miss, and a
-    rival category may win (not on this ticket)."""
+    greedy sampler picks; elsewhere exact search may pick a label greedy decoding would miss. (Exact
+    search also weighs a rival category, which greedy never does: that rule is switched off here and
+    tested on its own.)"""
     text = "Excel freezes when I open the quarterly report, whole finance team affected"
-    exact = triager.triage(text)
-    assert triager.decode(text)[0].stats.rival_categories_chosen == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(triager.decoder, "_rival", lambda categories, pair: None)
+        exact = triager.triage(text)
     with monkeypatch.context() as patch:
         patch.setattr(triager.decoder, "label_search", "greedy")
         greedy = triager.triage(text)
