@@ -54,9 +54,12 @@ class ScoredLabels:
     best: int
     evaluated: int  # how many of the best label's tokens the batch evaluated
 
+    def probability(self, index: int) -> float:
+        return float(np.exp(self.log_probs[index]))  # the labels' probabilities sum to 1
+
     @property
     def confidence(self) -> float:
-        return float(np.exp(self.log_probs[self.best]))  # the labels' probabilities sum to 1
+        return self.probability(self.best)
 
 
 @dataclass
@@ -136,6 +139,7 @@ class GuidedDecoder:
         self._spare = engine.n_seq_max - 1  # sets an answer aside while a rival category is scored
         assert all(len(trie.labels) < self._spare for trie in self._tries.values()), "too few sequences"
         self._subcategory_openers = self._openers()
+        self._opener_tokens = np.array(list(self._subcategory_openers))
 
     # --- precomputation -----------------------------------------------------------------------
     def _string_step(self, state: StringState, token: int) -> Step | None:
@@ -367,9 +371,8 @@ class GuidedDecoder:
     def _rival(self, categories: ScoredLabels, pair: CategoryPair) -> int | None:
         """The category of the subcategory the model would start after the chosen category if the
         grammar allowed every subcategory of the taxonomy; None when that is one of its own."""
-        openers = list(self._subcategory_openers)
-        favourite = openers[int(np.argmax(pair.subcategory.first_logits[openers]))]
-        owners = self._subcategory_openers[favourite]
+        favourite = self._opener_tokens[int(np.argmax(pair.subcategory.first_logits[self._opener_tokens]))]
+        owners = self._subcategory_openers[int(favourite)]
         if pair.category in owners:
             return None
         return max(owners, key=lambda index: float(categories.log_probs[index]))
@@ -424,7 +427,7 @@ class GuidedDecoder:
         values["summary"], confidence["summary"], pending = self._summary(logits, stats)
         categories, pair = self._category_and_subcategory(pending + self._summary_close, stats)
         values["category"] = categories.trie.labels[pair.category]
-        confidence["category"] = float(np.exp(categories.log_probs[pair.category]))
+        confidence["category"] = categories.probability(pair.category)
         values["subcategory"] = pair.subcategory.trie.labels[pair.subcategory.best]
         confidence["subcategory"] = pair.subcategory.confidence
         pending = pair.tail
