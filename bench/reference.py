@@ -8,6 +8,8 @@ from typing import Any
 
 from llama_cpp import Llama
 
+from ticketsmith.runtime.cpu_backend import CpuBackend, default_model_params
+
 from ticketsmith.runtime.answer_format import FIELD_ORDER
 from ticketsmith.runtime.prompt import system_text, user_text
 from ticketsmith.runtime.schema import result_json_schema
@@ -22,9 +24,11 @@ class ReferenceAnswer:
 
 
 class ReferenceTriager:
-    def __init__(self, model_path: Path, taxonomy: Taxonomy, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, model_path: Path, taxonomy: Taxonomy, n_ctx: int, n_threads: int, cpu: CpuBackend) -> None:
         self.taxonomy = taxonomy
-        self.llm = Llama(str(model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        # the runtime's weight layouts (runtime/cpu_backend): a like-for-like speed ratio, and no AMX crash
+        with default_model_params(cpu):
+            self.llm = Llama(str(model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         full = result_json_schema(taxonomy)
         self.schema = {
             "type": "object",

@@ -13,13 +13,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
 
 from bench.memory import measure
 from bench.reference import ReferenceAnswer, ReferenceTriager
+from ticketsmith.runtime.cpu_backend import ExtraBuffers
 from ticketsmith.runtime.decoder import DecodeStats
 from ticketsmith.runtime.schema import Ticket
 from ticketsmith.runtime.settings import load_settings
@@ -72,9 +73,9 @@ def sampling_rates(triager: Triager, texts: list[str], n_tokens: int) -> dict[st
     return rates
 
 
-def run(synthetic: int, threads: int, model: Path | None, out: Path) -> dict[str, Any]:
-    ours = Triager(load_settings(model_path=model, n_threads=threads))
-    reference = ReferenceTriager(ours.model_path, ours.taxonomy, ours.settings.n_ctx, threads)
+def run(synthetic: int, threads: int, model: Path | None, out: Path, extra_buffers: ExtraBuffers) -> dict[str, Any]:
+    ours = Triager(load_settings(model_path=model, n_threads=threads, cpu_extra_buffers=extra_buffers))
+    reference = ReferenceTriager(ours.model_path, ours.taxonomy, ours.settings.n_ctx, threads, ours.engine.cpu)
     tickets = load_tickets(synthetic, ours)
     for warm in tickets[:2]:
         ours.triage(warm["text"])
@@ -103,6 +104,7 @@ def run(synthetic: int, threads: int, model: Path | None, out: Path) -> dict[str
         "summary_one_sentence": ours.settings.summary_one_sentence,
         "flash_attn": ours.settings.flash_attn,
         "prompt_version": ours.prompt_version,
+        "cpu": ours.engine.cpu.describe(),
     }
     report["sampling_tokens_per_s"] = sampling_rates(ours, [t["text"] for t in tickets[:10]], n_tokens=32)
     rates = report["sampling_tokens_per_s"]
@@ -215,8 +217,9 @@ def main(
     threads: Annotated[int, typer.Option(help="CPU threads for both")] = 2,
     model: Annotated[Path | None, typer.Option(help="GGUF (default: the embedded model)")] = None,
     out: Annotated[Path, typer.Option(help="results folder")] = REPO / "bench" / "results",
+    extra_buffers: Annotated[str, typer.Option(help="cpu_extra_buffers for both: auto, on or off")] = "auto",
 ) -> None:
-    report = run(synthetic, threads, model, out)
+    report = run(synthetic, threads, model, out, cast(ExtraBuffers, extra_buffers))
     typer.echo(markdown(report))
 
 

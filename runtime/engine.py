@@ -15,6 +15,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from ticketsmith.runtime.cpu_backend import CpuBackend, ExtraBuffers, choose
 from ticketsmith.runtime.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -63,6 +64,7 @@ class LlamaEngine:
         n_ubatch: int | None = None,
         lora_path: Path | None = None,
         flash_attn: FlashAttention = "off",
+        extra_buffers: ExtraBuffers = "auto",
     ) -> None:
         check_gguf_file(model_path)
         if lora_path is not None:
@@ -70,6 +72,8 @@ class LlamaEngine:
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
+        self.cpu: CpuBackend = choose(extra_buffers)
+        model_params.use_extra_bufts = self.cpu.extra_buffers  # why: runtime/cpu_backend.py
         self._model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), model_params)
         if not self._model:
             raise ModelError(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ticketsmith.runtime.cpu_backend import ExtraBuffers
 from ticketsmith.runtime.decoder import LabelSearch
 from ticketsmith.runtime.engine import FlashAttention, default_threads
 from ticketsmith.runtime.schema import SUMMARY_MAX_TOKENS
@@ -44,6 +45,11 @@ class RuntimeSettings(BaseSettings):
     n_gpu_layers: Annotated[int, Field(ge=-1)] = 0
     flash_attn: FlashAttention = Field(
         "off", description="off: fastest on a CPU (llama.cpp's auto turns it on, 1.6x slower batches); auto for a GPU"
+    )
+    cpu_extra_buffers: ExtraBuffers = Field(
+        "auto",
+        description="llama.cpp's AMX and repacked CPU weight layouts. auto: off where llama.cpp reports AMX (its AMX "
+        "path segfaults there), on elsewhere; on: both on, even with AMX (unsafe, see docs/cpu.md); off: both off",
     )
     n_ubatch: Annotated[int | None, Field(ge=1)] = Field(
         None,

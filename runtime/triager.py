@@ -52,6 +52,7 @@ class Triager:
             n_ubatch=settings.n_ubatch,
             lora_path=settings.lora_path,
             flash_attn=settings.flash_attn,
+            extra_buffers=settings.cpu_extra_buffers,
         )
         self._check_trained_for_this_setup()
         if largest_set + 2 > self.engine.n_seq_max:
