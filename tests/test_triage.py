@@ -172,8 +172,13 @@ def test_only_the_ticket_text_is_evaluated_after_the_first_ticket(triager: Triag
 @pytest.fixture(scope="module")
 def unbatched_triager(settings: RuntimeSettings) -> Iterator[Triager]:
     """n_ubatch 1: llama.cpp computes each token alone, so batching cannot move a logit (it moves them
-    by up to 1.7 otherwise, by an amount that depends on the CPU's kernels)."""
-    loaded = Triager(settings.model_copy(update={"n_ubatch": 1}))
+    by up to 1.7 otherwise, by an amount that depends on the CPU's kernels). Flash attention: where a
+    token's KV sits in the cache must not move it either. Without it, the attention reduces over cell
+    indices in SIMD lanes (ggml_vec_soft_max_f32, ggml_vec_dot_f16), so the same context with its last
+    token in another cell gave category probabilities up to 0.012 apart on an AVX2 CPU (`python -m
+    bench.kv_layout`; 0.011 on AVX-512 in the decoder test). With it, each query visits the cells one
+    by one in index order, and the same shifts gave identical probabilities (bench/NOTES.md)."""
+    loaded = Triager(settings.model_copy(update={"n_ubatch": 1, "flash_attn": "on"}))
     yield loaded
     loaded.close()
 
@@ -226,8 +231,15 @@ def _category_start(triager: Triager, prompt: list[int], answer: list[int]) -> i
 def test_label_confidence_is_the_grammar_constrained_label_probability(
     unbatched_triager: Triager, field: LabelField, text: str
 ) -> None:
-    """Recompute P(label) independently and compare with the trie-batched decoder. With
-    batch-independent arithmetic the two must agree to rounding."""
+    """Recompute P(label) independently and compare with the trie-batched decoder. The recomputation
+    shares the decoder's cells for all but the context's last token, and puts that token and the
+    labels after every cell in use. For the category, the first label after the summary, the decoder
+    placed them after its context too: the cells are visited in the same order, so the two agree to
+    rounding (1e-6) on any CPU. Later labels may sit in cells the decoder freed earlier, before some
+    of their context: another visiting order, which can flip an 8-bit activation rounding. Measured:
+    0.012 from the cell layout alone (`bench.kv_layout`, attention without flash), 0.037 on the Outlook
+    ticket's application here (an AVX2 EPYC; the same check without flash attention agreed to 1e-6
+    there). The bound for them is 0.05."""
     triager = unbatched_triager
     result = triager.triage(text)
     answer, _, _, _ = triager.decode(text)
@@ -244,7 +256,8 @@ def test_label_confidence_is_the_grammar_constrained_label_probability(
     probabilities = np.exp(_grammar_log_probs(engine, context, start - 1, candidates)[0])
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-6)
     chosen = labels.index(getattr(result, field))
-    assert getattr(result.confidence, field) == pytest.approx(float(probabilities[chosen]), abs=1e-6)
+    bound = 1e-6 if field == "category" else 0.05
+    assert getattr(result.confidence, field) == pytest.approx(float(probabilities[chosen]), abs=bound)
     if field != "category" or not answer.stats.rival_categories_chosen:  # a rival is not the most probable
         assert chosen == int(np.argmax(probabilities))
 
