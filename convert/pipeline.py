@@ -22,7 +22,9 @@ from ticketsmith.convert.merge import check_adapter, merge_adapter, resolve_adap
 from ticketsmith.convert.parity import ParityReport, compare
 from ticketsmith.convert.quantize import SIZE_FACTOR, check_quant_type, quantize
 from ticketsmith.runtime.errors import ConfigError, ModelError
+from ticketsmith.runtime.label_head import HEAD_ARRAYS
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, ModelManifest, manifest_path
+from ticketsmith.runtime.served_model import RUN_HEAD
 from ticketsmith.train.base_model import file_sha256
 from ticketsmith.train.evaluate import read_labelled
 
@@ -156,9 +158,18 @@ def convert(request: ConvertRequest, progress: Progress) -> ConvertResult:
             ticketsmith_version=__version__,
             parity={name: f.agreement for name, f in parity.fields.items()} if parity else None,
         )
+        run_head = request.adapter.parent / RUN_HEAD  # `train` fits the head beside the adapter
+        head_out = request.out.with_name(request.out.name + ".head")
+        if (run_head / HEAD_ARRAYS).is_file():
+            shutil.copytree(run_head, tmp / "head")
+            manifest.head, manifest.head_sha256 = head_out.name, file_sha256(run_head / HEAD_ARRAYS)
+            progress(f"the label head of {run_head} goes beside the model: {head_out}")
         staged_manifest = tmp / "manifest.json"
         staged_manifest.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         built.replace(request.out)
+        if manifest.head is not None:
+            shutil.rmtree(head_out, ignore_errors=True)
+            (tmp / "head").replace(head_out)
         staged_manifest.replace(manifest_path(request.out))
     progress(f"wrote {request.out} ({request.out.stat().st_size / 2**20:.1f} MiB) and its manifest")
     return ConvertResult(manifest=manifest, parity=parity)

@@ -11,7 +11,10 @@ model: the product, over the label's tokens (and the scaffolding token that ends
 model's softmax probability renormalised over the tokens the grammar allows at that point. These
 probabilities sum to 1 over the allowed labels. The label with the highest one is chosen (an exact
 search over the label trie, not a greedy token walk). The subcategory's competitors are the chosen
-category's subcategories; the category itself may give way to a rival (`_category_and_subcategory`)."""
+category's subcategories; the category itself may give way to a rival (`_category_and_subcategory`).
+
+With a label head (runtime/fusion), each decision is made on the fused distribution instead, which is
+then the field's confidence; the LLM's own distribution is kept beside it for `eval`."""
 
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,6 +25,7 @@ import numpy.typing as npt
 from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix, label_suffix
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import DecodingError
+from ticketsmith.runtime.fusion import FieldParts, FieldPrior, TicketPriors
 from ticketsmith.runtime.json_string import BOUNDARY, Step, StringState, advance
 from ticketsmith.runtime.label_trie import LabelTrie
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
@@ -47,7 +51,9 @@ class ScoredLabels:
     """One label batch: every label's log-probability under the grammar and the best label."""
 
     trie: LabelTrie
-    log_probs: npt.NDArray[np.float64]
+    log_probs: npt.NDArray[np.float64]  # what the decision is made on: fused with the head's, if any
+    llm_log_probs: npt.NDArray[np.float64]  # the LLM's alone, under the grammar
+    prior: FieldPrior | None
     first_logits: npt.NDArray[np.float32]  # before the labels' first token
     start: int  # the position of the labels' first token
     sequences: tuple[int, ...]  # the labels' sequences, alive until `_keep`
@@ -56,6 +62,10 @@ class ScoredLabels:
 
     def probability(self, index: int) -> float:
         return float(np.exp(self.log_probs[index]))  # the labels' probabilities sum to 1
+
+    def parts(self) -> FieldParts:
+        head = self.prior.head_log_probs if self.prior is not None else None
+        return FieldParts(tuple(self.trie.labels), self.llm_log_probs, head, self.log_probs)
 
     @property
     def confidence(self) -> float:
@@ -79,12 +89,18 @@ class DecodedAnswer:
     confidence: dict[str, float]
     answer_tokens: list[int]
     stats: DecodeStats = field(default_factory=DecodeStats)
+    parts: dict[str, FieldParts] = field(default_factory=dict)
 
 
 def _opens_sentence(text: str, piece: str) -> bool:
     """Whether `piece` starts a second sentence after `text` (whose last token may carry the space)."""
     stripped = text.rstrip()
     return stripped.endswith((".", "!", "?")) and (stripped != text or piece[:1].isspace()) and bool(piece.strip())
+
+
+def _llm_weight(prior: FieldPrior | None) -> float:
+    """How much the LLM's own probabilities count in a decision: fully without a head."""
+    return prior.llm_weight if prior is not None else 1.0
 
 
 def _log_sum_exp(row: npt.NDArray[np.float64]) -> float:
@@ -302,7 +318,9 @@ class GuidedDecoder:
         confidence = float(np.exp(np.mean(log_probs))) if log_probs else 0.0
         return text.strip(), confidence, unevaluated
 
-    def _score(self, pending: list[int], trie: LabelTrie, stats: DecodeStats) -> ScoredLabels:
+    def _score(
+        self, pending: list[int], trie: LabelTrie, stats: DecodeStats, prior: FieldPrior | None = None
+    ) -> ScoredLabels:
         """Append the forced `pending` tokens and score every label of `trie` under the grammar, in one
         batch: the pending tokens belong to sequence 0 and to every label's sequence, each trie node to
         the sequences of the labels below it. The labels' sequences stay until `_keep`."""
@@ -334,9 +352,13 @@ class GuidedDecoder:
             for node in trie.path(index):
                 scores[index] += branch_log_probs.get(id(parent), {}).get(node.token, 0.0)
                 parent = node
-        best = self._greedy_path(trie, node_logits) if self.label_search == "greedy" else int(np.argmax(scores))
+        decided = prior.fuse(scores) if prior is not None else scores
+        if self.label_search == "greedy" and prior is None:
+            best = self._greedy_path(trie, node_logits)
+        else:
+            best = int(np.argmax(decided))
         evaluated = sum(1 for node in trie.path(best) if id(node) in node_logits)
-        return ScoredLabels(trie, scores, rows[0], start, label_seqs, best, evaluated)
+        return ScoredLabels(trie, decided, scores, prior, rows[0], start, label_seqs, best, evaluated)
 
     def _keep(self, scored: ScoredLabels) -> list[int]:
         """Keep the best label's evaluated tokens in sequence 0 and drop the labels' sequences; returns
@@ -349,21 +371,33 @@ class GuidedDecoder:
             self.engine.remove(seq, 0)
         return tokens[scored.evaluated :]
 
-    def _choose(self, pending: list[int], trie: LabelTrie, stats: DecodeStats) -> tuple[str, float, list[int]]:
-        """The best label of `trie` after `pending`, its confidence and its tokens still to be evaluated."""
-        scored = self._score(pending, trie, stats)
-        return trie.labels[scored.best], scored.confidence, self._keep(scored)
+    def _choose(
+        self, pending: list[int], trie: LabelTrie, stats: DecodeStats, prior: FieldPrior | None
+    ) -> tuple[ScoredLabels, list[int]]:
+        """The best label of `trie` after `pending`, scored, and its tokens still to be evaluated."""
+        scored = self._score(pending, trie, stats, prior)
+        return scored, self._keep(scored)
 
-    def _pair(self, categories: ScoredLabels, index: int, pending: list[int], stats: DecodeStats) -> CategoryPair:
+    def _pair(
+        self,
+        categories: ScoredLabels,
+        index: int,
+        pending: list[int],
+        stats: DecodeStats,
+        priors: TicketPriors | None,
+    ) -> CategoryPair:
         """Score category `index`'s subcategories after `pending` and keep the best in sequence 0."""
-        trie = self.label_trie("subcategory", categories.trie.labels[index])
-        scored = self._score(pending, trie, stats)
-        # the model's probability of the category, of starting one of its own subcategories after
-        # it (not renormalised: a model that wants another category's subcategory makes this small),
-        # and of the best of them under the grammar
+        category = categories.trie.labels[index]
+        trie = self.label_trie("subcategory", category)
+        prior = priors.prior("subcategory", tuple(trie.labels), category) if priors is not None else None
+        scored = self._score(pending, trie, stats, prior)
+        # the probability of the category, of the model starting one of its own subcategories after
+        # it (not renormalised: a model that wants another category's subcategory makes this small;
+        # weighted as the LLM is in the fusion), and of the best of them under the grammar
+        mass_weight = _llm_weight(categories.prior)
         log_score = float(
             categories.log_probs[index]
-            + log_mass(scored.first_logits, list(trie.root.children))
+            + mass_weight * log_mass(scored.first_logits, list(trie.root.children))
             + scored.log_probs[scored.best]
         )
         return CategoryPair(index, scored, log_score, self._keep(scored))
@@ -377,15 +411,22 @@ class GuidedDecoder:
             return None
         return max(owners, key=lambda index: float(categories.log_probs[index]))
 
-    def _category_and_subcategory(self, pending: list[int], stats: DecodeStats) -> tuple[ScoredLabels, CategoryPair]:
+    def _category_and_subcategory(
+        self, pending: list[int], stats: DecodeStats, priors: TicketPriors | None
+    ) -> tuple[ScoredLabels, CategoryPair]:
         """The category and subcategory, chosen together with `label_search: exact`. Under the
         grammar a wrong category still gets a subcategory of its own, however little the model wants
         one; so when the model, after the most probable category, would rather start a subcategory of
         another category, that rival is scored as well and the pair the model finds more probable
         (category x start of one of its subcategories x the subcategory) is kept."""
-        categories = self._score(pending, self.label_trie("category"), stats)
-        first = self._pair(categories, categories.best, self._keep(categories), stats)
-        rival = self._rival(categories, first) if self.label_search == "exact" else None
+        trie = self.label_trie("category")
+        prior = priors.prior("category", tuple(trie.labels), None) if priors is not None else None
+        categories = self._score(pending, trie, stats, prior)
+        first = self._pair(categories, categories.best, self._keep(categories), stats, priors)
+        # the rival comes from the LLM's own wish for another category's subcategory: without a
+        # say in the fusion, that wish counts for nothing
+        asks_rival = self.label_search == "exact" and _llm_weight(prior) > 0
+        rival = self._rival(categories, first) if asks_rival else None
         if rival is None:
             return categories, first
         stats.rival_categories_scored += 1
@@ -393,7 +434,7 @@ class GuidedDecoder:
         self.engine.copy(0, self._spare, start)  # set the first answer aside
         self.engine.remove(0, start)
         del self._cached[start:]
-        second = self._pair(categories, rival, categories.trie.tokens[rival], stats)
+        second = self._pair(categories, rival, categories.trie.tokens[rival], stats, priors)
         if second.log_score > first.log_score:
             self.engine.remove(self._spare, 0)
             stats.rival_categories_chosen += 1
@@ -417,22 +458,27 @@ class GuidedDecoder:
             node = max(children, key=lambda child: logits[child.token])
         return node.labels[0]
 
-    def decode(self, prompt_tokens: list[int], fixed_prefix: int) -> DecodedAnswer:
-        """Decode the answer to a prompt whose first `fixed_prefix` tokens are the same for every ticket."""
+    def decode(self, prompt_tokens: list[int], fixed_prefix: int, priors: TicketPriors | None = None) -> DecodedAnswer:
+        """Decode the answer to a prompt whose first `fixed_prefix` tokens are the same for every ticket;
+        with `priors`, every label decision is fused with the label head's."""
         stats = DecodeStats()
         start = len(prompt_tokens)
         logits = self.feed_prompt(prompt_tokens + self._summary_open, fixed_prefix, stats)
         values: dict[str, str] = {}
         confidence: dict[str, float] = {}
         values["summary"], confidence["summary"], pending = self._summary(logits, stats)
-        categories, pair = self._category_and_subcategory(pending + self._summary_close, stats)
+        categories, pair = self._category_and_subcategory(pending + self._summary_close, stats, priors)
         values["category"] = categories.trie.labels[pair.category]
         confidence["category"] = categories.probability(pair.category)
         values["subcategory"] = pair.subcategory.trie.labels[pair.subcategory.best]
         confidence["subcategory"] = pair.subcategory.confidence
+        parts = {"category": categories.parts(), "subcategory": pair.subcategory.parts()}
         pending = pair.tail
         for name in FIELD_ORDER[3:]:
-            values[name], confidence[name], pending = self._choose(pending, self.label_trie(name), stats)
+            trie = self.label_trie(name)
+            prior = priors.prior(name, tuple(trie.labels), None) if priors is not None else None  # type: ignore[arg-type]
+            scored, pending = self._choose(pending, trie, stats, prior)
+            values[name], confidence[name], parts[name] = trie.labels[scored.best], scored.confidence, scored.parts()
         answer = self._cached[start:] + pending  # the answer's tail: nothing follows, so never evaluated
         stats.forced_tokens = len(answer) - stats.sampled_tokens  # scaffolding and labels, none sampled
-        return DecodedAnswer(confidence, answer, stats)
+        return DecodedAnswer(confidence, answer, stats, parts)

@@ -31,6 +31,8 @@ class ModelManifest(BaseModel):
     created: str
     ticketsmith_version: str
     parity: dict[str, float] | None = None
+    head: str | None = None  # the label head's folder, beside the GGUF
+    head_sha256: str | None = None  # of its head.npz
 
 
 def manifest_path(model_path: Path) -> Path:

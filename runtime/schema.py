@@ -68,6 +68,10 @@ class TriageResult(Ticket):
     overall_confidence: Annotated[float, Field(ge=0, le=1)]
     needs_review: bool
     review_fields: list[str] = Field(description="fields whose confidence is under their threshold")
+    review_reason: str | None = Field(None, description="why the whole ticket needs review, beyond its fields")
+    untrained_fields: list[str] = Field(
+        default_factory=list, description="fields no trained part predicts: the base model's guesses, never accepted"
+    )
     truncated: bool = Field(description="the text was cut to fit the model's context")
     input_tokens: Annotated[int, Field(ge=0)] = Field(description="tokens of ticket text the model read")
 

@@ -8,18 +8,32 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from ticketsmith.runtime.decoder import DecodedAnswer, DecodeStats, GuidedDecoder
-from ticketsmith.runtime.default_model import embedded_model_path
 from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
+from ticketsmith.runtime.fusion import FieldParts, TicketPriors
 from ticketsmith.runtime.grammar import compile_grammar
 from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
+from ticketsmith.runtime.label_head import LabelHead
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, check_compatible
 from ticketsmith.runtime.prompt import PROMPT_VERSION, PromptBuilder, PromptEncoder
 from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
+from ticketsmith.runtime.served_model import resolve
 from ticketsmith.runtime.settings import RuntimeSettings
-from ticketsmith.runtime.taxonomy import LABEL_FIELDS, load_taxonomy
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField, load_taxonomy
 
 MIN_TEXT_TOKENS = 64
+UNTRAINED_REASON = (
+    "the model is not trained for this taxonomy (no label head, no ticketsmith training keys): "
+    "every answer is a guess and goes to review; train one with `ticketsmith train --head-only`"
+)
+
+
+@dataclass(frozen=True)
+class TriageOutcome:
+    """A triage result with each field's decision as the LLM, the head and their fusion saw it."""
+
+    result: "TriageResult"
+    parts: dict[str, FieldParts]
 
 
 @dataclass(frozen=True)
@@ -39,9 +53,14 @@ class Triager:
         self.settings = settings
         self.observers: list[TriageObserver] = []
         self._lock = threading.Lock()
-        self.taxonomy = load_taxonomy(settings.taxonomy_path)
+        served = resolve(settings.model_path)
+        taxonomy_path = settings.taxonomy_path
+        if served.taxonomy is not None and "taxonomy_path" not in settings.model_fields_set:
+            taxonomy_path = served.taxonomy  # a run folder is served with the taxonomy it was trained for
+        self.taxonomy = load_taxonomy(taxonomy_path)
+        self.head = LabelHead(served.head, self.taxonomy) if served.head is not None else None
         self.grammar = compile_grammar(self.taxonomy)
-        self.model_path = settings.model_path or embedded_model_path()
+        self.model_path = served.gguf
         largest_set = max(len(labels) for labels in self._label_sets())
         self.engine = LlamaEngine(
             self.model_path,
@@ -54,7 +73,9 @@ class Triager:
             flash_attn=settings.flash_attn,
             extra_buffers=settings.cpu_extra_buffers,
         )
-        self._check_trained_for_this_setup()
+        self.llm_trained = self._check_trained_for_this_setup()
+        self.trained_fields = [f for f in LABEL_FIELDS if self._knows(f)]
+        self.thresholds = self._review_thresholds()
         if largest_set + 2 > self.engine.n_seq_max:
             raise ConfigError(f"a field has {largest_set} labels; llama.cpp scores at most {self.engine.n_seq_max - 2}")
         GrammarState(self.engine, self.grammar).close()  # llama.cpp must compile it: fail at start-up
@@ -78,35 +99,57 @@ class Triager:
                 f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}"
             )
 
-    def _check_trained_for_this_setup(self) -> None:
+    def _check_trained_for_this_setup(self) -> bool:
+        """Refuse a model trained for another setup; True when the LLM was trained for this one."""
         sources = [(self.model_path, self.engine.metadata)]
         if self.settings.lora_path is not None:
             sources.append((self.settings.lora_path, self.engine.lora_metadata))
+        trained = False
         for where, read in sources:
+            fingerprint = read(GGUF_KEYS["taxonomy_fingerprint"])
             check_compatible(
-                where,
-                read(GGUF_KEYS["taxonomy_fingerprint"]),
-                read(GGUF_KEYS["prompt_version"]),
-                self.taxonomy.fingerprint(),
-                PROMPT_VERSION,
+                where, fingerprint, read(GGUF_KEYS["prompt_version"]), self.taxonomy.fingerprint(), PROMPT_VERSION
             )
+            trained = trained or fingerprint is not None
+        return trained
+
+    def _knows(self, field: LabelField) -> bool:
+        """Whether a trained part predicts `field`, or the taxonomy leaves it no choice."""
+        if self.llm_trained or (self.head is not None and field in self.head.fields):
+            return True
+        categories = self.taxonomy.choices("category")
+        if field == "subcategory":
+            return all(len(self.taxonomy.choices("subcategory", c)) == 1 for c in categories)
+        return len(self.taxonomy.choices(field)) == 1
+
+    def _review_thresholds(self) -> dict[str, float]:
+        """The configured thresholds; a head's fields take the head's (fitted for its target
+        precision) unless the configuration sets review_thresholds itself."""
+        thresholds = self.settings.review_thresholds.model_dump()
+        if self.head is not None and "review_thresholds" not in self.settings.model_fields_set:
+            thresholds.update({f: spec.review_threshold for f, spec in self.head.fields.items()})
+        return thresholds
 
     def _label_sets(self) -> list[tuple[str, ...]]:
         sets = [self.taxonomy.choices(f) for f in LABEL_FIELDS if f != "subcategory"]
         return sets + [self.taxonomy.choices("subcategory", c.name) for c in self.taxonomy.categories]
 
     def model_info(self) -> dict[str, str]:
-        """What is being served: the model file, the taxonomy fingerprint, the prompt version."""
-        return {
+        """What is being served: the model file, the taxonomy fingerprint, the prompt version, the head."""
+        info = {
             "model": self.model_path.name,
             "taxonomy": self.taxonomy.fingerprint(),
             "prompt_version": self.prompt_version,
         }
+        if self.head is not None:
+            info["head"] = f"{self.head.folder.name}:{self.head.manifest.data_sha256[:12]}"
+        return info
 
     def model_label(self) -> str:
         """`model_info` in one line, as audit records carry it."""
         info = self.model_info()
-        return f"{info['model']} taxonomy={info['taxonomy']} {info['prompt_version']}"
+        head = f" head={info['head']}" if "head" in info else ""
+        return f"{info['model']} taxonomy={info['taxonomy']} {info['prompt_version']}{head}"
 
     @property
     def fixed_prefix_length(self) -> int:
@@ -129,7 +172,8 @@ class Triager:
         """Decode `text`; the answer's tokens must be a sentence of the compiled grammar (checked by
         llama.cpp's grammar engine) and its bytes must parse as strict UTF-8 JSON into a valid Ticket."""
         prompt, n_text, truncated = self.prompt_tokens(text)
-        answer = self.decoder.decode(prompt, self.fixed_prefix_length)
+        priors = TicketPriors(self.head, text) if self.head is not None else None
+        answer = self.decoder.decode(prompt, self.fixed_prefix_length, priors)
         if not grammar_accepts(self.engine, self.grammar, answer.answer_tokens):
             raise DecodingError("the decoded answer is not a sentence of the grammar; this is a bug, please report it")
         raw = b"".join(self.engine.token_bytes(t) for t in answer.answer_tokens)
@@ -140,32 +184,42 @@ class Triager:
         return answer, ticket, n_text, truncated
 
     def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
+        return self.triage_with_parts(text, ticket_id).result
+
+    def triage_with_parts(self, text: str, ticket_id: str | int | None = None) -> TriageOutcome:
         started = time.perf_counter()
-        result = None
+        outcome = None
         try:
             with self._lock:
-                result = self._triage(text, ticket_id)
-            return result
+                outcome = self._triage(text, ticket_id)
+            return outcome
         finally:
             for observer in self.observers:
-                observer(time.perf_counter() - started, result)
+                observer(time.perf_counter() - started, outcome.result if outcome else None)
 
-    def _triage(self, text: str, ticket_id: str | int | None) -> TriageResult:
+    def _triage(self, text: str, ticket_id: str | int | None) -> TriageOutcome:
         answer, ticket, n_text, truncated = self.decode(text)
-        thresholds = self.settings.review_thresholds.model_dump()
-        review = [name for name, p in answer.confidence.items() if p < thresholds[name]]
+        if self.trained_fields:
+            scored = ["summary", *self.trained_fields]
+            review = [name for name in scored if answer.confidence[name] < self.thresholds[name]]
+            reason = None
+        else:
+            review, reason = list(LABEL_FIELDS), UNTRAINED_REASON
         result = {
             **ticket.model_dump(),
             "summary": ticket.summary.strip(),
             "id": ticket_id,
             "confidence": FieldConfidence(**answer.confidence),
             "overall_confidence": min(answer.confidence[f] for f in LABEL_FIELDS),
-            "needs_review": bool(review),
+            "needs_review": bool(review) or reason is not None,
             "review_fields": review,
+            "review_reason": reason,
+            "untrained_fields": [f for f in LABEL_FIELDS if f not in self.trained_fields],
             "truncated": truncated,
             "input_tokens": n_text,
         }
-        return TriageResult.model_validate(result, context={"taxonomy": self.taxonomy})
+        validated = TriageResult.model_validate(result, context={"taxonomy": self.taxonomy})
+        return TriageOutcome(validated, answer.parts)
 
     def triage_many(self, tickets: Iterable[TicketInput | TriageError]) -> Iterator[TriageResult | TriageError]:
         """Triage a stream; an input that fails (or arrives as an error) yields a TriageError line."""

@@ -18,11 +18,12 @@ from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, ModelError
 from ticketsmith.runtime.model_manifest import ModelManifest, manifest_path
 from ticketsmith.runtime.settings import load_settings
-from ticketsmith.runtime.taxonomy import load_taxonomy
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, load_taxonomy
 from ticketsmith.runtime.triager import Triager
 from ticketsmith.train.base_model import file_sha256, resolve_base
 from ticketsmith.train.encode import IGNORE_INDEX, TrainingEncoder, hf_tokenize
 from ticketsmith.train.finetune import read_adapter_metadata, train
+from ticketsmith.train.label_head import fit_run_head
 from ticketsmith.train.synth import generate
 from ticketsmith.train.train_config import TrainConfig, load_train_config
 
@@ -70,6 +71,17 @@ def adapter(workdir: Path, data: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def quantized(workdir: Path, adapter: Path, data: Path) -> Path:
+    """The adapter converted, with the label head `ticketsmith train` fits beside it."""
+    fit_run_head(
+        data,
+        None,
+        TINY,
+        adapter.parent,
+        base=None,
+        max_examples=None,
+        target_precision=0.95,
+        progress=lambda _: None,
+    )
     out = workdir / "models" / "tiny-q4.gguf"
     result = convert(
         ConvertRequest(adapter=adapter, out=out, verify=data, verify_limit=4, min_agreement=0.0), lambda _: None
@@ -140,9 +152,12 @@ def test_converted_model_triages_with_its_manifest(quantized: Path, data: Path) 
     assert manifest.sha256 == file_sha256(quantized)
     assert manifest.quant == "Q4_K_M" and manifest.kind == "model"
     assert manifest.taxonomy_fingerprint == load_taxonomy(TINY).fingerprint()
+    assert manifest.head == quantized.name + ".head"
+    assert manifest.head_sha256 == file_sha256(quantized.parent / manifest.head / "head.npz")
     triager = Triager(load_settings(model_path=quantized, taxonomy_path=TINY, n_threads=2, n_ctx=1024))
     try:
         assert triager.engine.metadata("ticketsmith.quant") == "Q4_K_M"
+        assert triager.head is not None and triager.llm_trained and triager.trained_fields == list(LABEL_FIELDS)
         texts = [json.loads(line)["text"] for line in data.read_text(encoding="utf-8").splitlines()[:3]]
         for text in texts:
             result = triager.triage(text)
@@ -153,7 +168,7 @@ def test_converted_model_triages_with_its_manifest(quantized: Path, data: Path) 
 
 
 def test_runtime_refuses_a_model_trained_for_another_taxonomy(quantized: Path) -> None:
-    with pytest.raises(ModelError, match="trained for taxonomy"):
+    with pytest.raises(ModelError, match="(trained|fitted) for taxonomy"):  # the head is checked first
         Triager(load_settings(model_path=quantized, n_threads=2))
 
 

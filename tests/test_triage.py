@@ -16,7 +16,7 @@ from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, TicketError
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
 from ticketsmith.runtime.settings import RuntimeSettings, load_settings
-from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField, Taxonomy
 from ticketsmith.runtime.triager import TicketInput, Triager
 
 # with the embedded default and n_ubatch 1, the rival category is chosen for the first and not for the second
@@ -133,11 +133,17 @@ def test_a_summary_at_its_token_bound_costs_no_pass_of_its_own(
     assert ticket.summary
 
 
-def test_review_flag_follows_thresholds(settings: RuntimeSettings, triager: Triager) -> None:
-    result = triager.triage("Outlook crashes when opening attachments")
+def test_review_flag_follows_thresholds(triager: Triager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Untrained, every field goes to review; as if trained for the taxonomy, the fields under their
+    thresholds do."""
+    text = "Outlook crashes when opening attachments"
+    untrained = triager.triage(text)
+    assert untrained.needs_review and untrained.review_fields == list(LABEL_FIELDS) == untrained.untrained_fields
+    monkeypatch.setattr(triager, "trained_fields", list(LABEL_FIELDS))
+    result = triager.triage(text)
     thresholds = triager.settings.review_thresholds.model_dump()
     expected = [f for f, p in result.confidence.model_dump().items() if p < thresholds[f]]
-    assert result.review_fields == expected
+    assert result.review_fields == expected and result.untrained_fields == [] and result.review_reason is None
     assert result.needs_review == bool(expected)
 
 

@@ -30,7 +30,12 @@ def _configure_logging() -> None:
 
 TaxonomyOption = Annotated[Path | None, typer.Option("--taxonomy", help="taxonomy YAML (default: the packaged one)")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="runtime settings YAML")]
-ModelOption = Annotated[Path | None, typer.Option(help="any llama.cpp GGUF (default: embedded SmolLM2-135M)")]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="a GGUF (its convert manifest may bring a label head) or a `train` run folder (default: embedded)"
+    ),
+]
 ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads")]
 NCtxOption = Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")]
 LoraOption = Annotated[Path | None, typer.Option("--lora", help="GGUF LoRA adapter applied over --model")]
@@ -206,7 +211,7 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="labelled JSONL: text plus any of the label fields")],
     out: Annotated[Path, typer.Option("--out", "-o", help="report folder")] = Path("eval-report"),
     limit: Annotated[int | None, typer.Option(help="evaluate the first N tickets only")] = None,
-    target_precision: Annotated[float, typer.Option(help="precision the review threshold should reach")] = 0.9,
+    target_precision: Annotated[float, typer.Option(help="precision the review threshold should reach")] = 0.95,
     config: ConfigOption = None,
     model: ModelOption = None,
     lora: LoraOption = None,
@@ -224,8 +229,8 @@ def evaluate(
     except (TicketsmithError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
-    report, bins = run_evaluation(triager, rows, data.name, target_precision)
-    write_report(report, bins, out)
+    report, bins, tickets = run_evaluation(triager, rows, data.name, target_precision)
+    write_report(report, bins, tickets, out)
     typer.echo(f"wrote {out / 'eval.md'}", err=True)
     typer.echo((out / "eval.md").read_text(encoding="utf-8"))
 

@@ -1,12 +1,13 @@
-"""The `train` and `convert` commands (the optional `ticketsmith[train]` extra; imported lazily)."""
+"""The `train`, `fuse` and `convert` commands (the optional `ticketsmith[train]` extra; imported lazily)."""
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ticketsmith.cli import TaxonomyOption, _fail, app
-from ticketsmith.runtime.errors import TicketsmithError
+from ticketsmith.runtime.errors import ConfigError, TicketsmithError
 
 
 def _missing_extra(exc: ImportError) -> typer.Exit:
@@ -34,10 +35,17 @@ def train(
     lora_targets: Annotated[str | None, typer.Option(help="comma-separated module names")] = None,
     quantization: Annotated[str | None, typer.Option(help="auto | 4bit | none")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in the run folder")] = False,
+    head_only: Annotated[
+        bool, typer.Option("--head-only", help="fit the label head only (minutes); the run serves it on the base LLM")
+    ] = False,
+    target_precision: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="precision the head's review thresholds are fitted for")
+    ] = 0.95,
 ) -> None:
-    """Fine-tune a LoRA adapter (QLoRA on a CUDA GPU, LoRA on a CPU) on labelled tickets, offline."""
+    """Fit the label head, then fine-tune a LoRA adapter (QLoRA on a CUDA GPU, LoRA on a CPU) on
+    labelled tickets, offline. The run folder (--out) can be served as it stands: --model RUN."""
     try:
-        from ticketsmith.train.finetune import train as run_training
+        from ticketsmith.train.label_head import fit_run_head
         from ticketsmith.train.train_config import load_train_config
     except ImportError as exc:
         raise _missing_extra(exc) from None
@@ -61,6 +69,24 @@ def train(
             lora_targets=lora_targets.split(",") if lora_targets else None,
             quantization=quantization,
         )
+        if not resume:
+            head = fit_run_head(
+                settings.train_data,
+                settings.dev_data,
+                settings.taxonomy_path,
+                settings.output_dir,
+                base=settings.base,
+                max_examples=settings.max_examples,
+                target_precision=target_precision,
+                progress=lambda line: typer.echo(line, err=True),
+            )
+            typer.echo(head.model_dump_json(indent=2))
+        if head_only:
+            return
+        try:
+            from ticketsmith.train.finetune import train as run_training
+        except ImportError as exc:
+            raise _missing_extra(exc) from None
         adapter = run_training(settings, resume=resume)
     except TicketsmithError as exc:
         raise _fail(exc) from None
@@ -102,3 +128,35 @@ def convert(
     except TicketsmithError as exc:
         raise _fail(exc) from None
     typer.echo(result.model_dump_json(indent=2))
+
+
+@app.command()
+def fuse(
+    model: Annotated[Path, typer.Option(help="a converted GGUF with its label head, or a run folder")],
+    data: Annotated[Path, typer.Option("--data", help="labelled JSONL the LLM did not train on (the dev split)")],
+    taxonomy: TaxonomyOption = None,
+    limit: Annotated[int | None, typer.Option(help="use the first N tickets")] = None,
+    target_precision: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="precision for the review thresholds")
+    ] = 0.95,
+    threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
+) -> None:
+    """Fit how much the fine-tuned LLM and the label head each count (log loss on --data) and the
+    review thresholds, and save them in the head. Report accuracy on other tickets afterwards."""
+    try:
+        from ticketsmith.runtime.settings import load_settings
+        from ticketsmith.runtime.triager import Triager
+        from ticketsmith.train.evaluate import read_labelled
+        from ticketsmith.train.fusion_fit import fuse as run_fusion
+    except ImportError as exc:
+        raise _missing_extra(exc) from None
+    try:
+        rows = read_labelled(data, limit)
+        triager = Triager(load_settings(model_path=model, taxonomy_path=taxonomy, n_threads=threads))
+        if triager.head is None:
+            raise ConfigError(f"{model} has no label head to fuse with: train one (`ticketsmith train`) first")
+    except (TicketsmithError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    report = run_fusion(triager, rows, target_precision, lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps(report, indent=2))

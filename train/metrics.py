@@ -1,0 +1,87 @@
+"""The figures an IT lead judges a label by: accuracy, macro-F1, calibration (ECE) and the share of
+tickets that can be auto-accepted at a review threshold. numpy only, so `eval` runs on the light
+runtime install."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
+
+CALIBRATION_BINS = 10
+
+
+class CalibrationBin(BaseModel):
+    confidence: float
+    accuracy: float
+    count: int
+
+
+class FieldScores(BaseModel):
+    scored: int
+    accuracy: float
+    macro_f1: float
+    expected_calibration_error: float
+    threshold: float
+    coverage: float  # share of the scored tickets whose confidence reaches the threshold
+    precision_of_covered: float | None  # accuracy on those tickets
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
+
+
+def macro_f1(gold: Sequence[object], predicted: Sequence[object]) -> float:
+    scores = []
+    for label in sorted({*gold, *predicted}, key=str):
+        tp = sum(g == p == label for g, p in zip(gold, predicted, strict=True))
+        fp = sum(p == label != g for g, p in zip(gold, predicted, strict=True))
+        fn = sum(g == label != p for g, p in zip(gold, predicted, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def calibration(confidences: Sequence[float], correct: Sequence[bool]) -> tuple[float, list[CalibrationBin]]:
+    """Expected calibration error over ten equal-width bins, and the bins."""
+    conf, hits = np.asarray(confidences, dtype=float), np.asarray(correct, dtype=float)
+    if len(conf) == 0:
+        return 0.0, []
+    bins = np.minimum((conf * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    table, error = [], 0.0
+    for b in range(CALIBRATION_BINS):
+        mask = bins == b
+        if mask.any():
+            table.append(CalibrationBin(confidence=conf[mask].mean(), accuracy=hits[mask].mean(), count=mask.sum()))
+            error += mask.sum() / len(conf) * abs(conf[mask].mean() - hits[mask].mean())
+    return float(error), table
+
+
+def coverage_at(
+    confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.bool_], threshold: float
+) -> tuple[float, float | None]:
+    covered = confidence >= threshold
+    share = float(covered.mean()) if len(covered) else 0.0
+    return share, (float(correct[covered].mean()) if covered.any() else None)
+
+
+def scores_of(
+    gold: Sequence[object], predicted: Sequence[object], confidence: Sequence[float], threshold: float
+) -> FieldScores:
+    correct = np.array([g == p for g, p in zip(gold, predicted, strict=True)], dtype=bool)
+    conf = np.asarray(confidence, dtype=float)
+    ece, _ = calibration(conf.tolist(), correct.tolist())
+    share, precision = coverage_at(conf, correct, threshold)
+    return FieldScores(
+        scored=len(gold),
+        accuracy=float(correct.mean()) if len(correct) else 0.0,
+        macro_f1=macro_f1(list(gold), list(predicted)),
+        expected_calibration_error=ece,
+        threshold=threshold,
+        coverage=share,
+        precision_of_covered=precision,
+    )
+
+
+def score_field(gold: npt.NDArray[np.int64], probabilities: npt.NDArray[np.float64], threshold: float) -> FieldScores:
+    """Scores of class-probability rows against gold class indices (-1: a label outside the classes)."""
+    predicted = probabilities.argmax(axis=1)
+    return scores_of(gold.tolist(), predicted.tolist(), probabilities.max(axis=1).tolist(), threshold)
