@@ -68,6 +68,9 @@ class RuntimeSettings(BaseSettings):
     review_thresholds: ReviewThresholds = Field(default_factory=ReviewThresholds)
 
 
+RUNTIME_PATH_KEYS = ("model_path", "lora_path", "taxonomy_path")
+
+
 def load_settings(config_path: Path | None = None, **overrides: Any) -> RuntimeSettings:
     """Settings from a YAML file (paths in it relative to the file) with flag overrides on top."""
-    return load_with_overrides(RuntimeSettings, config_path, ("model_path", "lora_path", "taxonomy_path"), overrides)
+    return load_with_overrides(RuntimeSettings, config_path, RUNTIME_PATH_KEYS, overrides)

@@ -145,3 +145,20 @@ def test_data_import_bad_mapping_is_one_clear_error(tmp_path: Path) -> None:
     out = run("data", "import", str(export), "--map", "text=body", "--out", str(tmp_path / "o"))
     assert out.returncode == 2
     assert b"no column body" in out.stderr and b"Traceback" not in out.stderr
+
+
+def test_worker_serves_the_model_its_yaml_names_relative_to_the_yaml(tmp_path: Path) -> None:
+    """A worker config's runtime model and taxonomy are used (flags left unset do not erase them), and
+    their paths are read relative to the YAML file: a missing model stops it before it serves."""
+    config = tmp_path / "conf" / "worker.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        f"state_dir: state\ninbox: {{root: {tmp_path / 'inbox'}}}\n"
+        "runtime: {model_path: models/my-finetuned.Q4_K_M.gguf, taxonomy_path: ../taxonomy.yaml}\n"
+    )
+    (tmp_path / "taxonomy.yaml").write_text((REPO / "configs" / "taxonomy.yaml").read_text())
+    out = run("worker", "--config", str(config))
+    assert out.returncode == 2
+    missing = config.parent / "models" / "my-finetuned.Q4_K_M.gguf"
+    assert out.stderr.decode().strip().splitlines()[-1] == f"error: model file not found: {missing}"
+    assert b"serving" not in out.stderr

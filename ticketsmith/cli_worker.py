@@ -36,7 +36,7 @@ def worker(
     from ticketsmith.connectors.job_store import SqliteJobStore
     from ticketsmith.connectors.service import Source, run_service
     from ticketsmith.connectors.worker_config import InboxSettings, connector_for, load_worker_config
-    from ticketsmith.runtime.settings import load_settings
+    from ticketsmith.runtime.settings import RUNTIME_PATH_KEYS, load_settings
     from ticketsmith.runtime.triager import Triager
 
     stop = threading.Event()  # set before the model loads: a stop during start-up is a clean stop too
@@ -47,16 +47,13 @@ def worker(
         if inbox is not None:
             overrides["inbox"] = InboxSettings(root=inbox, settle_s=settle if settle is not None else 1.0)
         settings = load_worker_config(config, lease_s=lease, **overrides)
-        runtime = load_settings(
-            None,
-            **{
-                **settings.runtime,
-                "model_path": model,
-                "lora_path": lora,
-                "taxonomy_path": taxonomy,
-                "n_threads": threads,
-            },
-        )
+        runtime_values = dict(settings.runtime)
+        for key in RUNTIME_PATH_KEYS:  # paths in the worker YAML are relative to that file, as everywhere
+            if config is not None and isinstance(runtime_values.get(key), str):
+                runtime_values[key] = str((config.parent / runtime_values[key]).resolve())
+        flags = {"model_path": model, "lora_path": lora, "taxonomy_path": taxonomy, "n_threads": threads}
+        runtime_values.update({key: value for key, value in flags.items() if value is not None})  # flags win
+        runtime = load_settings(None, **runtime_values)
         itsm_sources = settings.itsm_sources()
         if settings.inbox is None and not itsm_sources:
             raise typer.BadParameter(
