@@ -8,9 +8,8 @@ from typing import Any
 
 from llama_cpp import Llama
 
-from ticketsmith.runtime.cpu_backend import CpuBackend, default_model_params
-
 from ticketsmith.runtime.answer_format import FIELD_ORDER
+from ticketsmith.runtime.cpu_backend import CpuBackend, default_model_params
 from ticketsmith.runtime.prompt import system_text, user_text
 from ticketsmith.runtime.schema import result_json_schema
 from ticketsmith.runtime.taxonomy import Taxonomy

@@ -60,7 +60,7 @@ def default_model_params(backend: CpuBackend) -> Iterator[None]:
     original = llama_cpp_lib.llama_model_default_params
 
     def patched() -> llama_cpp.llama_model_params:
-        params = original()
+        params: llama_cpp.llama_model_params = original()
         params.use_extra_bufts = backend.extra_buffers
         return params
 
