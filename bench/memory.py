@@ -57,7 +57,8 @@ from ticketsmith.runtime.settings import load_settings
 from ticketsmith.runtime.triager import Triager
 logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG)  # llama.cpp's buffer sizes on stderr
 model = sys.argv[1] or None
-triager = Triager(load_settings(model_path=model, n_threads=int(sys.argv[2])))
+taxonomy = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
+triager = Triager(load_settings(model_path=model, taxonomy_path=taxonomy, n_threads=int(sys.argv[2])))
 for text in ("printer jam", "VPN down for everyone since this morning", "new laptop please"):
     triager.triage(text)
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
@@ -69,13 +70,16 @@ print(json.dumps({
 """
 
 
-def measure(model: Path | None, threads: int) -> dict[str, Any]:
+def measure(model: Path | None, threads: int, taxonomy: Path | None = None) -> dict[str, Any]:
     """Peak RSS and llama.cpp's buffers of a runtime that loads `model` and triages three tickets.
 
     The peak is the child's VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak over
     into the child's ru_maxrss at exec, so a parent holding models would inflate it."""
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(model or ""), str(threads)], capture_output=True, text=True, check=False
+        [sys.executable, "-c", _CHILD, str(model or ""), str(threads), str(taxonomy or "")],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"the runtime failed on {model}:\n{done.stderr[-3000:]}")

@@ -73,8 +73,13 @@ def sampling_rates(triager: Triager, texts: list[str], n_tokens: int) -> dict[st
     return rates
 
 
-def run(synthetic: int, threads: int, model: Path | None, out: Path, extra_buffers: ExtraBuffers) -> dict[str, Any]:
-    ours = Triager(load_settings(model_path=model, n_threads=threads, cpu_extra_buffers=extra_buffers))
+def run(
+    synthetic: int, threads: int, model: Path | None, out: Path, extra_buffers: ExtraBuffers, taxonomy: Path | None
+) -> dict[str, Any]:
+    settings = load_settings(
+        model_path=model, taxonomy_path=taxonomy, n_threads=threads, cpu_extra_buffers=extra_buffers
+    )
+    ours = Triager(settings)
     reference = ReferenceTriager(ours.model_path, ours.taxonomy, ours.settings.n_ctx, threads, ours.engine.cpu)
     tickets = load_tickets(synthetic, ours)
     for warm in tickets[:2]:
@@ -110,7 +115,7 @@ def run(synthetic: int, threads: int, model: Path | None, out: Path, extra_buffe
     rates = report["sampling_tokens_per_s"]
     report["summary_constraint_cost"] = 1 - rates["summary_constraint"] / rates["unconstrained"]
     ours.close()
-    report["peak_rss_mib"] = {str(ours.model_path): measure(model, threads)["peak_rss_mib"]}
+    report["peak_rss_mib"] = {str(ours.model_path): measure(model, threads, taxonomy)["peak_rss_mib"]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "triage_speed.json").write_text(json.dumps(report, indent=2))
     (out / "triage_speed.md").write_text(markdown(report))
@@ -218,8 +223,9 @@ def main(
     model: Annotated[Path | None, typer.Option(help="GGUF (default: the embedded model)")] = None,
     out: Annotated[Path, typer.Option(help="results folder")] = REPO / "bench" / "results",
     extra_buffers: Annotated[str, typer.Option(help="cpu_extra_buffers for both: auto, on or off")] = "auto",
+    taxonomy: Annotated[Path | None, typer.Option(help="the model's taxonomy (default: the packaged one)")] = None,
 ) -> None:
-    report = run(synthetic, threads, model, out, cast(ExtraBuffers, extra_buffers))
+    report = run(synthetic, threads, model, out, cast(ExtraBuffers, extra_buffers), taxonomy)
     typer.echo(markdown(report))
 
 
