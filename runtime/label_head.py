@@ -15,7 +15,7 @@ import re
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -83,7 +83,7 @@ class HeadManifest(BaseModel):
     target_precision: float
     fields: dict[LabelField, FieldHead]
     vocabulary: list[str]
-    metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
     created: str
     ticketsmith_version: str
 

@@ -121,12 +121,13 @@ def test_scale_recovers_the_temperature_the_labels_were_drawn_with(scale: float,
 def test_tiny_groups_and_unseen_labels_do_not_break_the_fit(tmp_path: Path) -> None:
     """A group of one ticket (unseen in its own fold) and a label only the dev split has."""
     tiny = load_taxonomy(TINY)
-    rows = [t.model_dump(mode="json") for t in generate(tiny, 30, seed=3)]
-    categories = tiny.choices("category")
-    rows = [r for r in rows if r["category"] != categories[-1]] + [
-        {"text": "a lonely ticket", "category": categories[-1]}
+    rows = [t.model_dump(mode="json") for t in generate(tiny, 40, seed=3)]
+    printer = next(r for r in rows if r["subcategory"] == "Printer")
+    rows = [r for r in rows if r["subcategory"] not in ("Printer", "New Account")] + [printer]
+    dev = [
+        {"text": "please create an account for the new starter", "category": "Access", "subcategory": "New Account"},
+        {"text": "printer jam", "category": "Hardware", "subcategory": "Printer"},
     ]
-    dev = [{"text": "another lonely one", "category": categories[-1]}, {"text": "x", "category": categories[0]}]
     report = fit_run_head(
         _write(tmp_path / "t.jsonl", rows),
         _write(tmp_path / "d.jsonl", dev),
@@ -137,7 +138,8 @@ def test_tiny_groups_and_unseen_labels_do_not_break_the_fit(tmp_path: Path) -> N
         target_precision=0.95,
         progress=lambda _: None,
     )
-    assert report.fields["category"]["dev"]["scored"] == 2
+    assert report.fields["subcategory"]["dev"]["scored"] == 2
+    assert report.fields["subcategory"]["dev"]["unseen_in_training"] == {"New Account": 1}
 
 
 def test_broken_or_foreign_head_is_one_clear_error(run_dir: Path, tmp_path: Path, taxonomy: Taxonomy) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -208,7 +209,7 @@ def fit_head(
     dev_matrix = vectors.transform([str(r["text"]) for r in dev_rows]).tocsr() if dev_rows else None
     heads: dict[LabelField, FieldHead] = {}
     arrays: dict[str, npt.NDArray[Any]] = {"idf": vectors.idf_.astype(np.float64)}
-    metrics: dict[str, dict[str, float]] = {}
+    metrics: dict[str, dict[str, Any]] = {}
     report_fields: dict[str, dict[str, Any]] = {}
     for field, data in fields.items():
         progress(f"{field}: {len(data.classes)} labels on {len(data.rows)} tickets")
@@ -277,6 +278,7 @@ def dev_scores(
     index = {label: j for j, label in enumerate(classes)}
     gold: list[int] = []
     rows: list[int] = []
+    unseen: Counter[str] = Counter()
     for i, row in enumerate(dev_rows):
         value = row.get(field)
         if not isinstance(value, str):
@@ -284,10 +286,15 @@ def dev_scores(
         key = pair_class(str(row.get("category")), value) if field == "subcategory" else value
         rows.append(i)
         gold.append(index.get(key, -1))
+        if key not in index:
+            unseen[value] += 1
     if not rows:
         return None
     margins = dev_matrix[rows] @ coef.T.astype(np.float64) + intercept
-    return score_field(np.array(gold), np.exp(log_softmax(scale * np.asarray(margins))), threshold)
+    scores = score_field(np.array(gold), np.exp(log_softmax(scale * np.asarray(margins))), threshold)
+    if unseen:
+        log.warning("%s: dev labels never seen in training (counted wrong): %s", field, dict(unseen))
+    return scores.model_copy(update={"unseen_in_training": dict(unseen)})
 
 
 def save_head(manifest: HeadManifest, arrays: dict[str, npt.NDArray[Any]], out: Path) -> None:

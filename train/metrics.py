@@ -3,6 +3,7 @@ tickets that can be auto-accepted at a review threshold. numpy only, so `eval` r
 runtime install."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,9 +26,10 @@ class FieldScores(BaseModel):
     threshold: float
     coverage: float  # share of the scored tickets whose confidence reaches the threshold
     precision_of_covered: float | None  # accuracy on those tickets
+    unseen_in_training: dict[str, int] = {}  # gold labels the model never saw in training: counted wrong
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None and v != {}}
 
 
 def macro_f1(gold: Sequence[object], predicted: Sequence[object]) -> float:
