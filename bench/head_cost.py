@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main(
     model: Annotated[Path, typer.Option(help="a run folder or GGUF with a label head")],
-    taxonomy: Annotated[Path | None, typer.Option(help="its taxonomy (default: the run's, or the packaged one)")] = None,
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="its taxonomy (default: the run's, or the packaged one)")
+    ] = None,
     tickets: Annotated[int, typer.Option(help="tickets per round")] = 40,
     rounds: Annotated[int, typer.Option(help="rounds (the median is reported)")] = 3,
     threads: Annotated[int, typer.Option(help="CPU threads")] = 2,

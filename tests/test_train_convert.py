@@ -168,7 +168,7 @@ def test_converted_model_triages_with_its_manifest(quantized: Path, data: Path) 
 
 
 def test_runtime_refuses_a_model_trained_for_another_taxonomy(quantized: Path) -> None:
-    with pytest.raises(ModelError, match="(trained|fitted) for taxonomy"):  # the head is checked first
+    with pytest.raises(ModelError, match=r"(trained|fitted) for taxonomy"):  # the head is checked first
         Triager(load_settings(model_path=quantized, n_threads=2))
 
 
