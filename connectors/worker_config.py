@@ -15,6 +15,7 @@ Example `worker.yaml` (secrets come from the environment or files, never from th
           urgency: {field: priority, shape: name, values: {Critical: Highest, High: High, Medium: Medium, Low: Low}}
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,26 @@ class WorkerConfig(BaseModel):
             *(("zoho_desk", i, s) for i, s in enumerate(self.zoho_desk)),
             *(("servicedesk_plus", i, s) for i, s in enumerate(self.servicedesk_plus)),
         ]
+
+    def check_secrets(self) -> None:
+        """Read every secret once, so that a missing one stops the worker before the model loads
+        (under systemd's Restart=on-failure a later crash would become a restart loop)."""
+        for secret in _secrets_in(self):
+            secret.get()
+
+
+def _secrets_in(value: object) -> Iterator[Secret]:
+    if isinstance(value, Secret):
+        yield value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secrets_in(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secrets_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secrets_in(item)
 
 
 def connector_for(settings: ItsmSettings) -> ItsmConnector:

@@ -162,3 +162,18 @@ def test_worker_serves_the_model_its_yaml_names_relative_to_the_yaml(tmp_path: P
     missing = config.parent / "models" / "my-finetuned.Q4_K_M.gguf"
     assert out.stderr.decode().strip().splitlines()[-1] == f"error: model file not found: {missing}"
     assert b"serving" not in out.stderr
+
+
+def test_worker_with_a_missing_secret_stops_before_the_model_loads(tmp_path: Path) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        "state_dir: state\n"
+        "jira:\n"
+        "  - base_url: http://127.0.0.1:9\n"
+        "    email: bot@example.com\n"
+        "    api_token: {env: TICKETSMITH_TEST_UNSET_TOKEN}\n"
+        "    project: IT\n"
+    )
+    out = run("worker", "--config", str(config))
+    assert out.returncode == 2
+    assert out.stderr.decode().strip() == "error: the environment variable TICKETSMITH_TEST_UNSET_TOKEN is not set"

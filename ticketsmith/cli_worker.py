@@ -59,6 +59,7 @@ def worker(
             raise typer.BadParameter(
                 "no source: give --inbox or a --config with `inbox`, `jira`, `zoho_desk` or `servicedesk_plus`"
             )
+        settings.check_secrets()
         typer.echo("loading the model", err=True)
         triager = Triager(runtime)
     except TicketsmithError as exc:
