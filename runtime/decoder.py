@@ -17,7 +17,7 @@ With a label head (runtime/fusion), each decision is made on the fused distribut
 then the field's confidence; the LLM's own distribution is kept beside it for `eval`."""
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +101,14 @@ def _opens_sentence(text: str, piece: str) -> bool:
 def _llm_weight(prior: FieldPrior | None) -> float:
     """How much the LLM's own probabilities count in a decision: fully without a head."""
     return prior.llm_weight if prior is not None else 1.0
+
+
+def _prior(
+    priors: TicketPriors | None, field: LabelField, trie: LabelTrie, category: str | None = None
+) -> FieldPrior | None:
+    """The head's view of one decision over `trie`'s labels; None without a head or for a field it
+    does not predict."""
+    return priors.prior(field, tuple(trie.labels), category) if priors is not None else None
 
 
 def _log_sum_exp(row: npt.NDArray[np.float64]) -> float:
@@ -389,8 +397,7 @@ class GuidedDecoder:
         """Score category `index`'s subcategories after `pending` and keep the best in sequence 0."""
         category = categories.trie.labels[index]
         trie = self.label_trie("subcategory", category)
-        prior = priors.prior("subcategory", tuple(trie.labels), category) if priors is not None else None
-        scored = self._score(pending, trie, stats, prior)
+        scored = self._score(pending, trie, stats, _prior(priors, "subcategory", trie, category))
         # the probability of the category, of the model starting one of its own subcategories after
         # it (not renormalised: a model that wants another category's subcategory makes this small;
         # weighted as the LLM is in the fusion), and of the best of them under the grammar
@@ -420,7 +427,7 @@ class GuidedDecoder:
         another category, that rival is scored as well and the pair the model finds more probable
         (category x start of one of its subcategories x the subcategory) is kept."""
         trie = self.label_trie("category")
-        prior = priors.prior("category", tuple(trie.labels), None) if priors is not None else None
+        prior = _prior(priors, "category", trie)
         categories = self._score(pending, trie, stats, prior)
         first = self._pair(categories, categories.best, self._keep(categories), stats, priors)
         # the rival comes from the LLM's own wish for another category's subcategory: without a
@@ -476,8 +483,7 @@ class GuidedDecoder:
         pending = pair.tail
         for name in FIELD_ORDER[3:]:
             trie = self.label_trie(name)
-            prior = priors.prior(name, tuple(trie.labels), None) if priors is not None else None  # type: ignore[arg-type]
-            scored, pending = self._choose(pending, trie, stats, prior)
+            scored, pending = self._choose(pending, trie, stats, _prior(priors, cast(LabelField, name), trie))
             values[name], confidence[name], parts[name] = trie.labels[scored.best], scored.confidence, scored.parts()
         answer = self._cached[start:] + pending  # the answer's tail: nothing follows, so never evaluated
         stats.forced_tokens = len(answer) - stats.sampled_tokens  # scaffolding and labels, none sampled

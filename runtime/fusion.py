@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ticketsmith.runtime.label_head import LabelHead, label_margins
+from ticketsmith.runtime.label_head import LabelHead
 from ticketsmith.runtime.taxonomy import LabelField
 
 
 def log_softmax(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    shifted = z - z.max()
-    return np.asarray(shifted - np.log(np.exp(shifted).sum()), dtype=np.float64)
+    """Over the last axis: one decision's labels, or each row of a batch of them."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return np.asarray(shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TicketPriors:
         spec = self._head.fields.get(field)
         if spec is None:
             return None
-        margins = label_margins(spec, self._margins[field], labels, category if field == "subcategory" else None)
+        pairs_of = category if field == "subcategory" else None
+        margins = self._head.label_margins(field, self._margins[field], labels, pairs_of)
         term = spec.head_weight * margins
         return FieldPrior(log_softmax(term), term, spec.llm_weight)

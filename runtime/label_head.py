@@ -120,6 +120,7 @@ class LabelHead:
             )
         self._index = {feature: i for i, feature in enumerate(vocabulary)}
         self.fields: dict[LabelField, FieldHead] = dict(self.manifest.fields)
+        self._class_index = {f: {c: i for i, c in enumerate(h.classes)} for f, h in self.fields.items()}
 
     def features(self, text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The ticket's TF-IDF row as (column indices, values): sublinear tf, idf, L2-normalised,
@@ -137,16 +138,15 @@ class LabelHead:
         columns, values = self.features(text)
         return {f: self._coef[f][:, columns] @ values + self._intercept[f] for f in self.fields}
 
-
-def label_margins(
-    head: FieldHead, margins: npt.NDArray[np.float64], labels: tuple[str, ...], category: str | None
-) -> npt.NDArray[np.float64]:
-    """The head's margins in the order of `labels` (a subcategory's: of `category`'s pairs); a label
-    the head never saw in training gets the lowest margin it has, so only the LLM can pick it."""
-    position = {name: i for i, name in enumerate(head.classes)}
-    keys = [pair_class(category, label) if category is not None else label for label in labels]
-    floor = float(margins.min()) - 1.0
-    return np.array([margins[position[k]] if k in position else floor for k in keys])
+    def label_margins(
+        self, field: LabelField, margins: npt.NDArray[np.float64], labels: tuple[str, ...], category: str | None
+    ) -> npt.NDArray[np.float64]:
+        """`field`'s margins in the order of `labels` (a subcategory's: of `category`'s pairs); a
+        label the head never saw in training gets less than its lowest, so only the LLM can pick it."""
+        position = self._class_index[field]
+        keys = [pair_class(category, label) if category is not None else label for label in labels]
+        floor = float(margins.min()) - 1.0
+        return np.array([margins[position[k]] if k in position else floor for k in keys])
 
 
 def head_fields(folder: Path) -> list[str]:

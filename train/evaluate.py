@@ -17,7 +17,7 @@ from ticketsmith.runtime.fusion import FieldParts
 from ticketsmith.runtime.schema import TriageResult
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField
 from ticketsmith.runtime.triager import Triager
-from ticketsmith.train.metrics import FieldScores, calibration, macro_f1, scores_of
+from ticketsmith.train.metrics import FieldScores, calibration, macro_f1, precision_curve, scores_of
 
 THRESHOLDS = [round(t, 2) for t in np.arange(0.0, 1.0, 0.05)]
 PARTS = ("llm", "head", "fused")
@@ -166,12 +166,8 @@ def part_scores(
 
 def best_coverage(confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.bool_], target: float) -> float:
     """The largest share of tickets that some threshold accepts at `target` precision on this data."""
-    if len(confidence) == 0:
-        return 0.0
-    order = np.argsort(-confidence, kind="stable")
-    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-    reaching = np.nonzero(precision >= target)[0]
-    return float((reaching[-1] + 1) / len(order)) if len(reaching) else 0.0
+    widest = precision_curve(confidence, correct).widest_at(target)
+    return 0.0 if widest is None else (widest + 1) / len(confidence)
 
 
 def review_trade_off(valid: list[tuple[dict[str, Any], TriageResult]], fields: list[str], total: int) -> list[TradeOff]:
@@ -222,11 +218,9 @@ def plot_coverage(tickets: list[dict[str, Any]], fields: list[str], path: Path) 
 
     confidence = np.array([min(t["confidence"][f] for f in fields if f in t["gold"]) for t in tickets])
     correct = np.array([all(t["gold"][f] == t["predicted"][f] for f in t["gold"]) for t in tickets])
-    order = np.argsort(-confidence, kind="stable")
     figure, axis = plt.subplots(figsize=(4.4, 3.6))
-    if len(order):
-        coverage = np.arange(1, len(order) + 1) / len(order)
-        axis.plot(coverage, np.cumsum(correct[order]) / np.arange(1, len(order) + 1))
+    if len(confidence):
+        axis.plot(np.arange(1, len(confidence) + 1) / len(confidence), precision_curve(confidence, correct).precision)
     axis.set(xlabel="auto-accepted share", ylabel="precision of accepted", xlim=(0, 1), ylim=(0, 1.02))
     axis.grid(alpha=0.3)
     figure.tight_layout()

@@ -30,6 +30,7 @@ from sklearn.svm import LinearSVC
 
 from ticketsmith import __version__
 from ticketsmith.runtime.errors import ConfigError
+from ticketsmith.runtime.fusion import log_softmax
 from ticketsmith.runtime.label_head import (
     HEAD_ARRAYS,
     HEAD_FORMAT,
@@ -41,7 +42,7 @@ from ticketsmith.runtime.label_head import (
     ticket_features,
 )
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField, Taxonomy
-from ticketsmith.train.metrics import FieldScores, score_field
+from ticketsmith.train.metrics import FieldScores, precision_curve, score_field
 
 log = logging.getLogger(__name__)
 C_GRID = (0.05, 0.2, 1.0)
@@ -135,11 +136,6 @@ def out_of_fold(
     return margins
 
 
-def log_softmax(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    z = z - z.max(axis=-1, keepdims=True)
-    return np.asarray(z - np.log(np.exp(z).sum(axis=-1, keepdims=True)))
-
-
 def fit_scale(margins: npt.NDArray[np.float64], targets: npt.NDArray[np.int64]) -> float:
     """The factor on the margins that minimises the log loss of softmax(factor x margins)."""
 
@@ -156,12 +152,9 @@ def threshold_for_precision(
 ) -> float:
     """The lowest confidence t such that the answers with confidence >= t are right at least
     `target` of the time; 1.0 (review everything but certainties) when no t reaches it."""
-    order = np.argsort(-confidence, kind="stable")
-    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-    reaching = np.nonzero(precision >= target)[0]
-    if len(reaching) == 0:
-        return 1.0
-    return float(confidence[order][reaching[-1]])
+    curve = precision_curve(confidence, correct)
+    widest = curve.widest_at(target)
+    return 1.0 if widest is None else float(curve.confidence[widest])
 
 
 def choose_c(features: csr_matrix, targets: npt.NDArray[np.int64], n_classes: int, seed: int, jobs: int) -> float:

@@ -3,6 +3,7 @@ tickets that can be auto-accepted at a review threshold. numpy only, so `eval` r
 runtime install."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,26 @@ import numpy.typing as npt
 from pydantic import BaseModel
 
 CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class PrecisionCurve:
+    """Answers sorted by falling confidence: each one's confidence, and the precision of the answers
+    up to it (what a threshold at its confidence would accept)."""
+
+    confidence: npt.NDArray[np.float64]
+    precision: npt.NDArray[np.float64]
+
+    def widest_at(self, target: float) -> int | None:
+        """The last position whose accepted answers reach `target` precision; None if none does."""
+        reaching = np.nonzero(self.precision >= target)[0]
+        return int(reaching[-1]) if len(reaching) else None
+
+
+def precision_curve(confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.bool_]) -> PrecisionCurve:
+    order = np.argsort(-confidence, kind="stable")
+    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    return PrecisionCurve(confidence[order], precision)
 
 
 class CalibrationBin(BaseModel):
