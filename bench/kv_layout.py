@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import typer
 
-from ticketsmith.runtime.answer_format import label_suffix
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.settings import load_settings
 from ticketsmith.runtime.triager import Triager
@@ -71,7 +71,7 @@ def main(
     triager = Triager(load_settings(n_threads=2, n_ubatch=1, flash_attn=mode))
     engine = triager.engine
     categories = list(triager.taxonomy.choices("category"))
-    candidates = [engine.tokenize(c + label_suffix("category")) for c in categories]
+    candidates = [engine.tokenize(c + FULL_LAYOUT.label_suffix("category")) for c in categories]
     report: dict[str, object] = {"flash_attn": mode, "shifts": shifts, "cpu": engine.cpu.describe(), "tickets": {}}
     for text in TEXTS:
         triager.decoder.reset()  # the cells were rearranged for the previous ticket

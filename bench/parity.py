@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 
 from bench.plain_greedy import GreedyRun, canonical_greedy, plain_greedy
-from ticketsmith.runtime.answer_format import FIELD_ORDER, answer_segments
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.settings import load_settings
 from ticketsmith.runtime.triager import Triager
 from ticketsmith.train.synth import generate
@@ -41,10 +41,10 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
 def canonical_tokens(triager: Triager, plain: GreedyRun) -> list[int]:
     """The plain answer spelled as the decoder (and training) spells it: the plain run's own summary
     tokens, and the scaffolding and labels in their canonical tokens. Empty for an invalid answer."""
-    if not set(FIELD_ORDER) <= plain.values.keys():
+    if not set(FULL_LAYOUT.fields) <= plain.values.keys():
         return []
     engine = triager.engine
-    opening, summary, *rest = answer_segments({f: str(plain.values[f]) for f in FIELD_ORDER})
+    opening, summary, *rest = FULL_LAYOUT.answer_segments({f: str(plain.values[f]) for f in FULL_LAYOUT.fields})
     start, end = len(opening.encode()), len(opening.encode()) + len(summary.encode())
     sampled: list[int] = []
     offset = 0
@@ -60,11 +60,11 @@ def canonical_tokens(triager: Triager, plain: GreedyRun) -> list[int]:
 
 
 def agreement(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
-    same = [[a.get(f) == b.get(f) for f in FIELD_ORDER] for a, b in pairs]
+    same = [[a.get(f) == b.get(f) for f in FULL_LAYOUT.fields] for a, b in pairs]
     return {
         "identical_answers": statistics.fmean(all(row) for row in same),
         "identical_labels": statistics.fmean(all(row[1:]) for row in same),
-        "per_field": {f: statistics.fmean(row[i] for row in same) for i, f in enumerate(FIELD_ORDER)},
+        "per_field": {f: statistics.fmean(row[i] for row in same) for i, f in enumerate(FULL_LAYOUT.fields)},
     }
 
 
@@ -102,9 +102,9 @@ def main(
     margins: dict[str, list[float]] = {"plain_left_canonical_tokens": [], "same_tokens_other_choice": []}
     for i, text in enumerate(texts):
         answer, ticket, _, _ = triager.decode(text)  # warm: reuses the prefix cache of the previous run
-        ours = ticket.model_dump(include=set(FIELD_ORDER))
+        ours = ticket.model_dump(include=set(FULL_LAYOUT.fields))
         triager.decoder.label_search = "exact"
-        exact = triager.decode(text)[1].model_dump(include=set(FIELD_ORDER))
+        exact = triager.decode(text)[1].model_dump(include=set(FULL_LAYOUT.fields))
         triager.decoder.label_search = "greedy"
         canonical = canonical_greedy(triager, text)
         # with n_ubatch 1 every token is already evaluated alone: the second run could not differ

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.decoder import DecodeStats
 from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.grammar_check import GrammarState
@@ -155,7 +155,7 @@ def canonical_greedy(
     walk = _Walk(triager, text, ticket_token_by_token, cold)
     engine = walk.engine
     try:
-        for token in engine.tokenize(key_prefix(0)):
+        for token in engine.tokenize(FULL_LAYOUT.key_prefix(0)):
             walk.take(token)
         summary = b""
         while True:
@@ -164,14 +164,14 @@ def canonical_greedy(
             if head is not None:  # the canonical tokens of what it spells follow instead of it
                 summary += head
                 tail = head.decode("utf-8")
-                for forced in (engine.tokenize(tail) if tail else []) + engine.tokenize(key_prefix(1)):
+                for forced in (engine.tokenize(tail) if tail else []) + engine.tokenize(FULL_LAYOUT.key_prefix(1)):
                     walk.take(forced, margin)
                     margin = FORCED
                 break
             walk.take(token, margin)
             summary += engine.token_bytes(token)
         values: dict[str, Any] = {"summary": json.loads(b'"' + summary + b'"')}  # as the answer reads
-        for name in FIELD_ORDER[1:]:
+        for name in FULL_LAYOUT.fields[1:]:
             trie = walk.decoder.label_trie(name, values.get("category"))
             node = trie.root
             while node.children:

@@ -8,7 +8,7 @@ from typing import Any
 
 from llama_cpp import Llama
 
-from ticketsmith.runtime.answer_format import FIELD_ORDER
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.cpu_backend import CpuBackend, default_model_params
 from ticketsmith.runtime.prompt import system_text, user_text
 from ticketsmith.runtime.schema import result_json_schema
@@ -31,8 +31,8 @@ class ReferenceTriager:
         full = result_json_schema(taxonomy)
         self.schema = {
             "type": "object",
-            "properties": {field: full["properties"][field] for field in FIELD_ORDER},
-            "required": list(FIELD_ORDER),
+            "properties": {field: full["properties"][field] for field in FULL_LAYOUT.fields},
+            "required": list(FULL_LAYOUT.fields),
         }
 
     def triage(self, text: str) -> ReferenceAnswer:

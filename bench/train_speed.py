@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ticketsmith.runtime.answer_format import render_answer
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.prompt import system_text, user_text
 from ticketsmith.runtime.settings import packaged_config
 from ticketsmith.runtime.taxonomy import load_taxonomy
@@ -38,7 +38,7 @@ def plain_trl(rows: list[dict[str, Any]], taxonomy_path: Path, steps: int, batch
         [
             {
                 "prompt": [{"role": "system", "content": system}, {"role": "user", "content": user_text(r["text"])}],
-                "completion": [{"role": "assistant", "content": render_answer(r)}],
+                "completion": [{"role": "assistant", "content": FULL_LAYOUT.render_answer(r)}],
             }
             for r in rows
         ]

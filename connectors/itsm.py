@@ -140,8 +140,8 @@ def fields_to_write(
 
     A needs-review ticket also gets `review_route` (e.g. the human-triage group), which takes the place
     of our own guess for the same field."""
-    values = result.model_dump()
-    wanted = {target.field: target.encode(str(values[ours])) for ours, target in mapping.items()}
+    values = result.model_dump()  # holds only the fields the taxonomy defines: a mapped field it lacks is skipped
+    wanted = {target.field: target.encode(str(values[ours])) for ours, target in mapping.items() if ours in values}
     if result.needs_review and review_route:
         wanted.update(review_route)
     updates: dict[str, Any] = {}
@@ -156,7 +156,8 @@ def render_note(result: TriageResult, marker: str) -> str:
     """The internal note: the summary, the labels with their confidences, the review verdict."""
     lines = [f"ticketsmith triage: {result.summary}"]
     for name in LABEL_FIELDS:
-        lines.append(f"{name}: {getattr(result, name)} ({getattr(result.confidence, name):.0%})")
+        if getattr(result, name) is not None:
+            lines.append(f"{name}: {getattr(result, name)} ({getattr(result.confidence, name):.0%})")
     verdict = "needs human review: " + ", ".join(result.review_fields) if result.needs_review else "auto-accepted"
     lines.append(f"{verdict} (overall confidence {result.overall_confidence:.0%})")
     lines.append(marker)

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from ticketsmith.runtime.schema import TriageResult
 from ticketsmith.runtime.settings import load_settings
-from ticketsmith.runtime.taxonomy import LABEL_FIELDS
+from ticketsmith.runtime.taxonomy import load_taxonomy
 from ticketsmith.runtime.triager import TicketInput, Triager
 
 
@@ -56,7 +56,7 @@ def compare(
     ours = _triage_all(reference, None, taxonomy, rows)
     theirs = _triage_all(candidate, candidate_lora, taxonomy, rows)
     fields: dict[str, FieldParity] = {}
-    for field in LABEL_FIELDS:
+    for field in load_taxonomy(taxonomy).fields:
         same = sum(1 for a, b in zip(ours, theirs, strict=True) if a and b and getattr(a, field) == getattr(b, field))
         fields[field] = FieldParity(
             agreement=same / len(rows),

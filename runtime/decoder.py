@@ -17,12 +17,12 @@ With a label head (runtime/fusion), each decision is made on the fused distribut
 then the field's confidence; the LLM's own distribution is kept beside it for `eval`."""
 
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from ticketsmith.runtime.answer_format import FIELD_ORDER, key_prefix, label_suffix
+from ticketsmith.runtime.answer_format import AnswerLayout
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import DecodingError
 from ticketsmith.runtime.fusion import FieldParts, FieldPrior, TicketPriors
@@ -32,7 +32,6 @@ from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 
 LabelSearch = Literal["exact", "greedy"]
-assert FIELD_ORDER[1:3] == ("category", "subcategory"), "the decoder chooses these two together, in this order"
 CHARACTER_TAIL_TOKENS = 5  # the most tokens past the summary's bound that finish a \u escape: u and 4 digits
 
 
@@ -150,10 +149,11 @@ class GuidedDecoder:
         self.max_summary_tokens = max_summary_tokens
         self.label_search = label_search
         self.one_sentence = one_sentence
+        self.layout = AnswerLayout.of(taxonomy)
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0
-        self._summary_open = engine.tokenize(key_prefix(0))
-        self._summary_close = engine.tokenize(key_prefix(1))
-        self._closing_text = key_prefix(1)
+        self._summary_open = engine.tokenize(self.layout.key_prefix(0))
+        self._closing_text = self.layout.label_suffix("summary")
+        self._summary_close = engine.tokenize(self._closing_text)
         self._pieces = [engine.token_bytes(t) for t in range(engine.n_vocab)]
         self._special = [
             not piece or engine.is_control(t) or engine.is_end_of_generation(t) for t, piece in enumerate(self._pieces)
@@ -196,11 +196,14 @@ class GuidedDecoder:
     def _label_tries(self) -> dict[tuple[str, str | None], LabelTrie]:
         """Token sequences of `label + following scaffolding`, per field (and category for subcategory)."""
         table: dict[tuple[str, str | None], LabelTrie] = {}
-        fields: list[tuple[LabelField, str | None]] = [("category", None)]
-        fields += [("subcategory", c.name) for c in self.taxonomy.categories]
-        fields += [(f, None) for f in ("application", "urgency", "impact", "assignment_group")]
+        fields: list[tuple[LabelField, str | None]] = []
+        for name in self.layout.labels:
+            if name == "subcategory":
+                fields += [("subcategory", c.name) for c in self.taxonomy.categories]
+            else:
+                fields.append((name, None))
         for name, category in fields:
-            suffix = label_suffix(name)
+            suffix = self.layout.label_suffix(name)
             labels = self.taxonomy.choices(name, category)
             table[(name, category)] = LabelTrie([(label, self.engine.tokenize(label + suffix)) for label in labels])
         return table
@@ -208,6 +211,8 @@ class GuidedDecoder:
     def _openers(self) -> dict[int, list[int]]:
         """Each token that starts a subcategory: the categories (indices in the category trie) it starts one of."""
         openers: dict[int, list[int]] = {}
+        if "subcategory" not in self.layout.labels:
+            return openers
         for index, category in enumerate(self._tries[("category", None)].labels):
             for token in self._tries[("subcategory", category)].root.children:
                 openers.setdefault(token, []).append(index)
@@ -235,12 +240,16 @@ class GuidedDecoder:
     def max_answer_tokens(self) -> int:
         longest = sum(
             max(len(tokens) for tokens in self._tries[(name, None)].tokens)
-            for name in ("category", "application", "urgency", "impact", "assignment_group")
+            for name in self.layout.labels
+            if name != "subcategory"
         )
         longest += max(
-            max(len(tokens) for tokens in trie.tokens)
-            for (name, _), trie in self._tries.items()
-            if name == "subcategory"
+            (
+                max(len(tokens) for tokens in trie.tokens)
+                for (name, _), trie in self._tries.items()
+                if name == "subcategory"
+            ),
+            default=0,
         )
         summary = self.max_summary_tokens + CHARACTER_TAIL_TOKENS
         return len(self._summary_open) + summary + len(self._summary_close) + longest
@@ -474,16 +483,20 @@ class GuidedDecoder:
         values: dict[str, str] = {}
         confidence: dict[str, float] = {}
         values["summary"], confidence["summary"], pending = self._summary(logits, stats)
-        categories, pair = self._category_and_subcategory(pending + self._summary_close, stats, priors)
-        values["category"] = categories.trie.labels[pair.category]
-        confidence["category"] = categories.probability(pair.category)
-        values["subcategory"] = pair.subcategory.trie.labels[pair.subcategory.best]
-        confidence["subcategory"] = pair.subcategory.confidence
-        parts = {"category": categories.parts(), "subcategory": pair.subcategory.parts()}
-        pending = pair.tail
-        for name in FIELD_ORDER[3:]:
+        pending += self._summary_close
+        parts: dict[str, FieldParts] = {}
+        rest = self.layout.labels
+        if "subcategory" in rest:  # category and subcategory come first, in this order
+            categories, pair = self._category_and_subcategory(pending, stats, priors)
+            values["category"] = categories.trie.labels[pair.category]
+            confidence["category"] = categories.probability(pair.category)
+            values["subcategory"] = pair.subcategory.trie.labels[pair.subcategory.best]
+            confidence["subcategory"] = pair.subcategory.confidence
+            parts = {"category": categories.parts(), "subcategory": pair.subcategory.parts()}
+            pending, rest = pair.tail, rest[2:]
+        for name in rest:
             trie = self.label_trie(name)
-            scored, pending = self._choose(pending, trie, stats, _prior(priors, cast(LabelField, name), trie))
+            scored, pending = self._choose(pending, trie, stats, _prior(priors, name, trie))
             values[name], confidence[name], parts[name] = trie.labels[scored.best], scored.confidence, scored.parts()
         answer = self._cached[start:] + pending  # the answer's tail: nothing follows, so never evaluated
         stats.forced_tokens = len(answer) - stats.sampled_tokens  # scaffolding and labels, none sampled

@@ -3,7 +3,16 @@
 import copy
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
 
@@ -13,19 +22,25 @@ SUMMARY_MAX_CHARS = 200
 SUMMARY_MAX_TOKENS = 24
 
 
+def _without_undefined_labels(data: dict[str, Any]) -> dict[str, Any]:
+    """A taxonomy may define only some label fields: the others are left out of the output, not null."""
+    return {key: value for key, value in data.items() if key not in LABEL_FIELDS or value is not None}
+
+
 class Ticket(BaseModel):
-    """The structured ticket. Labels are checked against the taxonomy passed as validation context:
+    """The structured ticket: the summary and the label fields the taxonomy defines. Labels are
+    checked against the taxonomy passed as validation context:
     `Ticket.model_validate(data, context={"taxonomy": taxonomy})`."""
 
     model_config = ConfigDict(extra="forbid")
 
     summary: Annotated[str, Field(min_length=1, max_length=SUMMARY_MAX_CHARS)]
-    category: str
-    subcategory: str
-    application: str
-    urgency: str
-    impact: str
-    assignment_group: str
+    category: str | None = None
+    subcategory: str | None = None
+    application: str | None = None
+    urgency: str | None = None
+    impact: str | None = None
+    assignment_group: str | None = None
 
     @field_validator("summary")
     @classmethod
@@ -40,10 +55,18 @@ class Ticket(BaseModel):
             raise ValueError("a Ticket is validated against a taxonomy: pass context={'taxonomy': ...}")
         for field in LABEL_FIELDS:
             value = getattr(self, field)
+            if field not in taxonomy.fields:
+                if value is not None:
+                    raise ValueError(f"{field}: the taxonomy '{taxonomy.name}' does not define this field")
+                continue
             allowed = taxonomy.choices(field, self.category if field == "subcategory" else None)
             if value not in allowed:
                 raise ValueError(f"{field} '{value}' is not one of the taxonomy's labels: {', '.join(allowed)}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _defined_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_undefined_labels(handler(self))
 
 
 class FieldConfidence(BaseModel):
@@ -52,12 +75,16 @@ class FieldConfidence(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     summary: Annotated[float, Field(ge=0, le=1)]
-    category: Annotated[float, Field(ge=0, le=1)]
-    subcategory: Annotated[float, Field(ge=0, le=1)]
-    application: Annotated[float, Field(ge=0, le=1)]
-    urgency: Annotated[float, Field(ge=0, le=1)]
-    impact: Annotated[float, Field(ge=0, le=1)]
-    assignment_group: Annotated[float, Field(ge=0, le=1)]
+    category: Annotated[float, Field(ge=0, le=1)] | None = None
+    subcategory: Annotated[float, Field(ge=0, le=1)] | None = None
+    application: Annotated[float, Field(ge=0, le=1)] | None = None
+    urgency: Annotated[float, Field(ge=0, le=1)] | None = None
+    impact: Annotated[float, Field(ge=0, le=1)] | None = None
+    assignment_group: Annotated[float, Field(ge=0, le=1)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _defined_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_undefined_labels(handler(self))
 
 
 class TriageResult(Ticket):
@@ -92,18 +119,26 @@ def result_json_schema(taxonomy: Taxonomy) -> dict[str, Any]:
     schema = copy.deepcopy(TriageResult.model_json_schema())
     schema["title"] = f"ticketsmith triage result ({taxonomy.name})"
     props = schema["properties"]
+    confidence = schema["$defs"]["FieldConfidence"]["properties"]
     for field in LABEL_FIELDS:
+        if field not in taxonomy.fields:
+            del props[field], confidence[field]
+            continue
+        confidence[field] = {"type": "number", "minimum": 0, "maximum": 1, "title": confidence[field]["title"]}
         if field == "subcategory":
             labels = sorted({s.name for c in taxonomy.categories for s in c.subcategories})
         else:
             labels = list(taxonomy.choices(field))
         props[field] = {"type": "string", "enum": labels, "title": props[field].get("title", field)}
-    schema["allOf"] = [
-        {
-            "if": {"properties": {"category": {"const": c.name}}, "required": ["category"]},
-            "then": {"properties": {"subcategory": {"enum": [s.name for s in c.subcategories]}}},
-        }
-        for c in taxonomy.categories
-    ]
+    schema["required"] = [*schema.get("required", []), *taxonomy.fields]
+    schema["$defs"]["FieldConfidence"]["required"] = ["summary", *taxonomy.fields]
+    if "subcategory" in taxonomy.fields:
+        schema["allOf"] = [
+            {
+                "if": {"properties": {"category": {"const": c.name}}, "required": ["category"]},
+                "then": {"properties": {"subcategory": {"enum": [s.name for s in c.subcategories]}}},
+            }
+            for c in taxonomy.categories
+        ]
     schema["additionalProperties"] = False
     return schema

@@ -19,7 +19,7 @@ from ticketsmith.runtime.prompt import PROMPT_VERSION, PromptBuilder, PromptEnco
 from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
 from ticketsmith.runtime.served_model import resolve
 from ticketsmith.runtime.settings import RuntimeSettings
-from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField, load_taxonomy
+from ticketsmith.runtime.taxonomy import LabelField, load_taxonomy
 
 MIN_TEXT_TOKENS = 64
 UNTRAINED_REASON = (
@@ -74,7 +74,7 @@ class Triager:
             extra_buffers=settings.cpu_extra_buffers,
         )
         self.llm_trained = self._check_trained_for_this_setup()
-        self.trained_fields = [f for f in LABEL_FIELDS if self._knows(f)]
+        self.trained_fields = [f for f in self.taxonomy.fields if self._knows(f)]
         self.thresholds = self._review_thresholds()
         if largest_set + 2 > self.engine.n_seq_max:
             raise ConfigError(f"a field has {largest_set} labels; llama.cpp scores at most {self.engine.n_seq_max - 2}")
@@ -117,9 +117,8 @@ class Triager:
         """Whether a trained part predicts `field`, or the taxonomy leaves it no choice."""
         if self.llm_trained or (self.head is not None and field in self.head.fields):
             return True
-        categories = self.taxonomy.choices("category")
         if field == "subcategory":
-            return all(len(self.taxonomy.choices("subcategory", c)) == 1 for c in categories)
+            return all(len(c.subcategories) == 1 for c in self.taxonomy.categories)
         return len(self.taxonomy.choices(field)) == 1
 
     def _review_thresholds(self) -> dict[str, float]:
@@ -131,8 +130,10 @@ class Triager:
         return thresholds
 
     def _label_sets(self) -> list[tuple[str, ...]]:
-        sets = [self.taxonomy.choices(f) for f in LABEL_FIELDS if f != "subcategory"]
-        return sets + [self.taxonomy.choices("subcategory", c.name) for c in self.taxonomy.categories]
+        sets = [self.taxonomy.choices(f) for f in self.taxonomy.fields if f != "subcategory"]
+        if "subcategory" in self.taxonomy.fields:
+            sets += [self.taxonomy.choices("subcategory", c.name) for c in self.taxonomy.categories]
+        return sets
 
     def model_info(self) -> dict[str, str]:
         """What is being served: the model file, the taxonomy fingerprint, the prompt version, the head."""
@@ -204,17 +205,17 @@ class Triager:
             review = [name for name in scored if answer.confidence[name] < self.thresholds[name]]
             reason = None
         else:
-            review, reason = list(LABEL_FIELDS), UNTRAINED_REASON
+            review, reason = list(self.taxonomy.fields), UNTRAINED_REASON
         result = {
             **ticket.model_dump(),
             "summary": ticket.summary.strip(),
             "id": ticket_id,
             "confidence": FieldConfidence(**answer.confidence),
-            "overall_confidence": min(answer.confidence[f] for f in LABEL_FIELDS),
+            "overall_confidence": min(answer.confidence[f] for f in self.taxonomy.fields),
             "needs_review": bool(review) or reason is not None,
             "review_fields": review,
             "review_reason": reason,
-            "untrained_fields": [f for f in LABEL_FIELDS if f not in self.trained_fields],
+            "untrained_fields": [f for f in self.taxonomy.fields if f not in self.trained_fields],
             "truncated": truncated,
             "input_tokens": n_text,
         }

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.plain_greedy import canonical_greedy
-from ticketsmith.runtime.answer_format import FIELD_ORDER
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.settings import RuntimeSettings
 from ticketsmith.runtime.triager import Triager
@@ -39,7 +39,7 @@ def test_answer_is_greedy_decoding_under_the_grammar_token_for_token(unbatched: 
     answer, ticket, _, _ = unbatched.decode(text)
     yardstick = canonical_greedy(unbatched, text)
     assert answer.answer_tokens == yardstick.tokens
-    assert ticket.model_dump(include=set(FIELD_ORDER)) == yardstick.values
+    assert ticket.model_dump(include=set(FULL_LAYOUT.fields)) == yardstick.values
 
 
 def test_a_backslash_is_written_as_the_grammar_allows(unbatched: Triager) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ticketsmith.runtime.answer_format import render_answer
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.engine import LlamaEngine
 from ticketsmith.runtime.errors import ConfigError
 from ticketsmith.runtime.grammar import compile_grammar
@@ -122,7 +122,7 @@ def tickets(draw: st.DrawFn, taxonomy: Taxonomy) -> dict[str, str]:
 def test_every_valid_ticket_is_a_grammar_sentence(triager: Triager, taxonomy: Taxonomy, data: st.DataObject) -> None:
     values = data.draw(tickets(taxonomy))
     Ticket.model_validate(values, context={"taxonomy": taxonomy})
-    text = render_answer(values)
+    text = FULL_LAYOUT.render_answer(values)
     tokens = triager.engine.tokenize(text)
     # a few byte values have no token in SmolLM2's vocabulary: such text cannot reach the grammar
     assume(b"".join(triager.engine.token_bytes(t) for t in tokens) == text.encode())
@@ -142,16 +142,16 @@ def test_grammar_rejects_what_the_schema_rejects(triager: Triager, taxonomy: Tax
         st.sampled_from(["foreign_subcategory", "unknown_label", "spaced", "long_summary", "empty_summary"])
     )
     if mutation == "foreign_subcategory":
-        text = render_answer({**values, "subcategory": data.draw(st.sampled_from(foreign))})
+        text = FULL_LAYOUT.render_answer({**values, "subcategory": data.draw(st.sampled_from(foreign))})
     elif mutation == "unknown_label":
         field = data.draw(st.sampled_from(["category", "application", "urgency", "impact", "assignment_group"]))
-        text = render_answer({**values, field: values[field] + "x"})
+        text = FULL_LAYOUT.render_answer({**values, field: values[field] + "x"})
     elif mutation == "spaced":
-        text = render_answer(values).replace('":"', '": "', 1)
+        text = FULL_LAYOUT.render_answer(values).replace('":"', '": "', 1)
     elif mutation == "long_summary":
-        text = render_answer({**values, "summary": "a" * (SUMMARY_MAX_CHARS + 1)})
+        text = FULL_LAYOUT.render_answer({**values, "summary": "a" * (SUMMARY_MAX_CHARS + 1)})
     else:
-        text = render_answer({**values, "summary": ""})
+        text = FULL_LAYOUT.render_answer({**values, "summary": ""})
     assert not grammar_accepts(triager.engine, triager.grammar, triager.engine.tokenize(text))
 
 
@@ -170,5 +170,5 @@ def test_grammar_rejects_raw_controls_and_bad_escapes(triager: Triager, taxonomy
         "impact": "Team",
         "assignment_group": "Desktop Support",
     }
-    text = render_answer(values).replace('"summary":"x"', f'"summary":"{raw}"')
+    text = FULL_LAYOUT.render_answer(values).replace('"summary":"x"', f'"summary":"{raw}"')
     assert not grammar_accepts(triager.engine, triager.grammar, triager.engine.tokenize(text))

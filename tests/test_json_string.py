@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketsmith.runtime.answer_format import key_prefix
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.grammar_check import GrammarState
 from ticketsmith.runtime.json_string import BOUNDARY, StringState, advance
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
@@ -117,11 +117,11 @@ def test_the_automaton_allows_what_llama_cpp_allows_over_the_whole_vocabulary(
     vocab = np.arange(engine.n_vocab, dtype=np.intc)
     pieces = [engine.token_bytes(t) for t in range(engine.n_vocab)]
     special = [not p or engine.is_control(t) or engine.is_end_of_generation(t) for t, p in enumerate(pieces)]
-    closing = key_prefix(1)
+    closing = FULL_LAYOUT.key_prefix(1)
     for name, path in walks:
         grammar = GrammarState(engine, triager.grammar)
         try:
-            for token in engine.tokenize(key_prefix(0)) + path:
+            for token in engine.tokenize(FULL_LAYOUT.key_prefix(0)) + path:
                 assert grammar.allows(token), name
                 grammar.accept(token)
             end = walk([pieces[t] for t in path])

@@ -41,6 +41,24 @@ def test_minimal_taxonomy_loads(tmp_path: Path) -> None:
     assert loaded.choices("urgency") == ("High", "Low")
 
 
+def test_a_taxonomy_may_define_some_fields_only(tmp_path: Path) -> None:
+    groups = load_taxonomy(write(tmp_path, "name: g\nassignment_groups: [Desk, Net]\n"))
+    assert groups.fields == ("assignment_group",)
+    assert groups.choices("assignment_group") == ("Desk", "Net")
+    with pytest.raises(ValueError, match="does not define category"):
+        groups.choices("category")
+    flat = load_taxonomy(write(tmp_path, "name: f\ncategories: [Hardware, Network]\nurgency: [High, Low]\n"))
+    assert flat.fields == ("category", "urgency")
+    assert load_taxonomy(write(tmp_path, MINIMAL)).fields == (
+        "category",
+        "subcategory",
+        "application",
+        "urgency",
+        "impact",
+        "assignment_group",
+    )
+
+
 def test_fingerprint_changes_with_labels(tmp_path: Path) -> None:
     one = load_taxonomy(write(tmp_path, MINIMAL))
     two = load_taxonomy(write(tmp_path, MINIMAL.replace("VPN", "VPN, Wi-Fi")))
@@ -57,8 +75,8 @@ def test_fingerprint_changes_with_labels(tmp_path: Path) -> None:
         ),
         (MINIMAL.replace("[High, Low]", "[High, High]"), "duplicate label 'High' in urgency"),
         (MINIMAL.replace("default_group: Desk", "default_group: Nowhere"), "default_group 'Nowhere', which is not in"),
-        (MINIMAL.replace("[VPN]", "[]"), "categories[1].subcategories: must not be empty"),
-        (MINIMAL.replace("applications: [None]", "applications: []"), "applications: must not be empty"),
+        (MINIMAL.replace("[VPN]", "[]"), "category 'Network' has no subcategories but others do"),
+        ("name: t\napplications: []\n", "a taxonomy defines at least one of: categories, applications"),
         (MINIMAL.replace("name: Network", "name: 'Net\"work'"), "categories[1].name: is not a valid label: no quotes"),
         (MINIMAL.replace("urgency:", "urgncy:"), "urgncy: is not a known key"),
         (MINIMAL.replace("urgency: [High, Low]", "urgency: [High, Low"), "invalid YAML"),

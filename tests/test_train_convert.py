@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("trl", reason="the training extra is not installed")
 
 from ticketsmith.convert.pipeline import ConvertRequest, convert
-from ticketsmith.runtime.answer_format import answer_segments
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, ModelError
 from ticketsmith.runtime.model_manifest import ModelManifest, manifest_path
@@ -106,7 +106,7 @@ def test_training_examples_are_the_tokens_the_runtime_serves(workdir: Path, tria
         prompt = triager.encoder.encode(row["text"], triager.text_budget).tokens
         assert example.input_ids[: len(prompt)] == prompt
         values, _ = encoder.answer_values(row)
-        answer = [t for segment in answer_segments(values) for t in triager.engine.tokenize(segment)]
+        answer = [t for segment in FULL_LAYOUT.answer_segments(values) for t in triager.engine.tokenize(segment)]
         assert example.input_ids[len(prompt) : -1] == answer
         assert example.input_ids[-1] == triager.engine.token_eos()
         assert example.labels[: len(prompt)] == [IGNORE_INDEX] * len(prompt)

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ticketsmith.runtime.answer_format import FIELD_ORDER, label_suffix
+from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.decoder import _opens_sentence
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, TicketError
@@ -128,7 +128,7 @@ def test_a_summary_at_its_token_bound_costs_no_pass_of_its_own(
     answer, ticket, _, _ = triager.decode("Outlook keeps crashing whenever I open an attachment from finance")
     assert answer.stats.sampled_tokens == 3
     # the prompt, 2 summary steps, one per label, and one for a rival category if there was one
-    labels = len(FIELD_ORDER) - 1 + answer.stats.rival_categories_scored
+    labels = len(FULL_LAYOUT.fields) - 1 + answer.stats.rival_categories_scored
     assert answer.stats.forward_passes == 1 + 2 + labels
     assert ticket.summary
 
@@ -252,11 +252,11 @@ def test_label_confidence_is_the_grammar_constrained_label_probability(
     engine, decoder = triager.engine, triager.decoder
     prompt, _, _ = triager.prompt_tokens(text)
     start = _category_start(triager, prompt, answer.answer_tokens)
-    for earlier in FIELD_ORDER[1 : FIELD_ORDER.index(field)]:  # each label's canonical tokens follow
+    for earlier in FULL_LAYOUT.fields[1 : FULL_LAYOUT.fields.index(field)]:  # each label's canonical tokens follow
         trie = decoder.label_trie(earlier, result.category)
         start += len(trie.tokens[trie.labels.index(getattr(result, earlier))])
     labels = triager.taxonomy.choices(field, result.category)
-    candidates = [engine.tokenize(label + label_suffix(field)) for label in labels]
+    candidates = [engine.tokenize(label + FULL_LAYOUT.label_suffix(field)) for label in labels]
     assert candidates == decoder.label_trie(field, result.category).tokens
     context = (prompt + answer.answer_tokens)[:start]
     probabilities = np.exp(_grammar_log_probs(engine, context, start - 1, candidates)[0])
@@ -283,12 +283,12 @@ def test_category_and_subcategory_are_the_more_probable_of_two_pairs(
     start = _category_start(triager, prompt, answer.answer_tokens)
     context = (prompt + answer.answer_tokens)[:start]
     categories = list(taxonomy.choices("category"))
-    category_tokens = [engine.tokenize(c + label_suffix("category")) for c in categories]
+    category_tokens = [engine.tokenize(c + FULL_LAYOUT.label_suffix("category")) for c in categories]
     category_log_probs, _ = _grammar_log_probs(engine, context, start - 1, category_tokens)
 
     def best_pair(index: int) -> tuple[float, str, npt.NDArray[np.float32]]:
         subcategories = taxonomy.choices("subcategory", categories[index])
-        tokens = [engine.tokenize(s + label_suffix("subcategory")) for s in subcategories]
+        tokens = [engine.tokenize(s + FULL_LAYOUT.label_suffix("subcategory")) for s in subcategories]
         log_probs, first = _grammar_log_probs(engine, context + category_tokens[index], start - 1, tokens)
         row = first.astype(np.float64)
         own = row[sorted({t[0] for t in tokens})]
@@ -302,7 +302,7 @@ def test_category_and_subcategory_are_the_more_probable_of_two_pairs(
     owners: dict[int, set[int]] = {}
     for index, category in enumerate(categories):
         for name in taxonomy.choices("subcategory", category):
-            owners.setdefault(engine.tokenize(name + label_suffix("subcategory"))[0], set()).add(index)
+            owners.setdefault(engine.tokenize(name + FULL_LAYOUT.label_suffix("subcategory"))[0], set()).add(index)
     favourite = max(owners, key=lambda token: float(logits[token]))
     if first not in owners[favourite]:
         rival = max(owners[favourite], key=lambda index: float(category_log_probs[index]))
@@ -329,7 +329,7 @@ def test_greedy_and_exact_label_search_agree_where_labels_branch_only_once(
         patch.setattr(triager.decoder, "label_search", "greedy")
         greedy = triager.triage(text)
     compared = 0
-    for field in FIELD_ORDER[1:]:  # later fields see earlier answers: compare up to the first difference
+    for field in FULL_LAYOUT.fields[1:]:  # later fields see earlier answers: compare up to the first difference
         trie = triager.decoder.label_trie(field, exact.category)
         if not trie.to_evaluate:
             assert getattr(greedy, field) == getattr(exact, field)

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ticketsmith.runtime.answer_format import FIELD_ORDER, answer_segments
+from ticketsmith.runtime.answer_format import AnswerLayout
 from ticketsmith.runtime.prompt import PromptBuilder, PromptEncoder, Tokenize
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
-from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
+from ticketsmith.runtime.taxonomy import Taxonomy
 from ticketsmith.runtime.text_hygiene import clean_ticket_text
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
@@ -57,6 +57,7 @@ class TrainingEncoder:
         max_summary_tokens: int,
     ) -> None:
         self.taxonomy = taxonomy
+        self.layout = AnswerLayout.of(taxonomy)
         self.tokenize = tokenize
         self.prompt = PromptEncoder(PromptBuilder(taxonomy, chat_template).parts(), tokenize)
         self.end_of_turn = end_of_turn
@@ -68,7 +69,7 @@ class TrainingEncoder:
         values: dict[str, str] = {}
         trained: set[str] = {"summary"}
         values["summary"] = str(row.get("summary") or fallback_summary(str(row["text"])))
-        for name in LABEL_FIELDS:
+        for name in self.layout.labels:
             category = values["category"] if name == "subcategory" else None
             choices = self.taxonomy.choices(name, category)
             given = row.get(name)
@@ -85,8 +86,8 @@ class TrainingEncoder:
         values, trained = self.answer_values(row)
         answer: list[int] = []
         labels: list[int] = []
-        segments = answer_segments(values)
-        owners = ["summary", "summary", "summary", *FIELD_ORDER[1:]]  # opening, summary, its closing key
+        segments = self.layout.answer_segments(values)
+        owners = ["summary", "summary", "summary", *self.layout.labels]  # opening, summary, its closing key
         for index, (segment, owner) in enumerate(zip(segments, owners, strict=True)):
             tokens = self.tokenize(segment)
             if index == 1:  # the runtime stops the summary at this many tokens

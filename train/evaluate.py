@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from ticketsmith.runtime.errors import DecodingError, TicketError
 from ticketsmith.runtime.fusion import FieldParts
 from ticketsmith.runtime.schema import TriageResult
-from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField
+from ticketsmith.runtime.taxonomy import LabelField
 from ticketsmith.runtime.triager import Triager
 from ticketsmith.train.metrics import FieldScores, calibration, macro_f1, precision_curve, scores_of
 
@@ -73,7 +73,8 @@ def evaluate(
 ) -> tuple[EvalReport, dict[str, list[tuple[float, float, int]]], list[dict[str, Any]]]:
     """The report, each field's reliability bins, and one line per ticket for error analysis."""
     rows = list(rows)
-    scored_fields: list[str] = [f for f in LABEL_FIELDS if any(f in row for row in rows)]  # absent: skipped
+    fields_defined = triager.taxonomy.fields
+    scored_fields: list[str] = [f for f in fields_defined if any(f in row for row in rows)]  # absent: skipped
     outcomes: list[tuple[TriageResult, dict[str, FieldParts]] | None] = []
     for row in rows:
         try:

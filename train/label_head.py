@@ -41,7 +41,7 @@ from ticketsmith.runtime.label_head import (
     pair_class,
     ticket_features,
 )
-from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField, Taxonomy
+from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 from ticketsmith.train.metrics import FieldScores, precision_curve, score_field
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def labelled_fields(rows: Sequence[dict[str, Any]], taxonomy: Taxonomy) -> dict[
     """The fields these tickets label with the taxonomy's labels, and their classes. Subcategories
     are learned as (category, subcategory) pairs. A field with one class only has nothing to learn."""
     out: dict[LabelField, FieldData] = {}
-    for field in LABEL_FIELDS:
+    for field in taxonomy.fields:
         keyed: list[tuple[int, str]] = []
         for i, row in enumerate(rows):
             value = row.get(field)

@@ -8,8 +8,9 @@ import itertools
 import random
 from collections.abc import Iterator
 
+from ticketsmith.runtime.errors import ConfigError
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS, Ticket
-from ticketsmith.runtime.taxonomy import Label, Taxonomy
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Label, Taxonomy
 
 URGENCY_CUES = {
     0: ["This is blocking all my work, please help immediately!", "URGENT - nothing works.", "Critical: we are down."],
@@ -82,6 +83,16 @@ def _scale_index(labels: tuple[Label, ...], index: int) -> int:
 
 
 def generate(taxonomy: Taxonomy, n: int, seed: int = 0, foreign_share: float = 0.1) -> Iterator[SyntheticTicket]:
+    """`n` labelled tickets; a taxonomy it cannot write for is refused here, before the first one."""
+    missing = [field for field in LABEL_FIELDS if field not in taxonomy.fields]
+    if missing:  # it writes tickets from subcategory keywords and severity cues: it needs every field
+        raise ConfigError(
+            f"data synth needs a taxonomy that defines every field; '{taxonomy.name}' lacks {', '.join(missing)}"
+        )
+    return _generate(taxonomy, n, seed, foreign_share)
+
+
+def _generate(taxonomy: Taxonomy, n: int, seed: int, foreign_share: float) -> Iterator[SyntheticTicket]:
     rng = random.Random(seed)
     subcategories = [(c, s) for c in taxonomy.categories for s in c.subcategories]
     severities = list(itertools.product(range(len(taxonomy.urgency)), range(len(taxonomy.impact))))
