@@ -170,8 +170,12 @@ def data_synth(
     from ticketsmith.train.synth import generate
 
     loaded = _taxonomy(taxonomy)
+    try:
+        tickets = generate(loaded, n, seed)
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
-    for ticket in generate(loaded, n, seed):
+    for ticket in tickets:
         sink.write(ticket.model_dump_json() + "\n")
     if out:
         sink.close()
@@ -188,22 +192,33 @@ def data_import(
         Path | None, typer.Option("--derive-taxonomy", help="write a taxonomy YAML from the export's labels and use it")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the stratified split")] = 0,
+    encoding: Annotated[
+        str | None, typer.Option(help="the export's encoding (default: UTF-8 if it decodes, else Windows-1252)")
+    ] = None,
+    delimiter: Annotated[
+        str | None, typer.Option(help="CSV delimiter: one character, or tab (default: sniffed from the header)")
+    ] = None,
 ) -> None:
-    """Import an ITSM export: clean, de-duplicate, check labels, split train/dev/test."""
+    """Import an ITSM export: clean, de-duplicate, check labels, split train/dev/test. The export may
+    label any subset of the fields; --derive-taxonomy then writes a taxonomy of those fields only."""
     from ticketsmith.train import data_import as importer
 
     try:
         fields = importer.parse_mapping(mapping)
         if derive_taxonomy is not None:
-            importer.write_taxonomy(importer.derive_taxonomy(export, fields, derive_taxonomy.stem), derive_taxonomy)
+            derived = importer.derive_taxonomy(export, fields, derive_taxonomy.stem, encoding, delimiter)
+            importer.write_taxonomy(derived, derive_taxonomy)
             typer.echo(f"wrote {derive_taxonomy}", err=True)
         loaded = _taxonomy(derive_taxonomy or taxonomy)
-        splits, report = importer.import_export(export, fields, loaded, seed)
+        splits, report = importer.import_export(export, fields, loaded, seed, encoding=encoding, delimiter=delimiter)
     except TicketsmithError as exc:
         raise _fail(exc) from None
     importer.write_splits(splits, out)
     (out / "import_report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
     typer.echo(report.model_dump_json(indent=2))
+    if report.kept == 0:
+        typer.echo(f"error: {importer.nothing_kept_reason(report)}", err=True)
+        raise typer.Exit(code=1)
 
 
 @app.command("eval")
