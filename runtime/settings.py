@@ -1,17 +1,17 @@
-"""Runtime configuration: flags > config file > TICKETSMITH_* environment > defaults."""
+"""Runtime configuration: flags > TICKETSMITH_* environment > config file > defaults."""
 
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ticketsmith.runtime.cpu_backend import ExtraBuffers
 from ticketsmith.runtime.decoder import LabelSearch
 from ticketsmith.runtime.engine import FlashAttention, default_threads
 from ticketsmith.runtime.schema import SUMMARY_MAX_TOKENS
-from ticketsmith.runtime.yaml_config import load_with_overrides
+from ticketsmith.runtime.yaml_config import YamlLayer, load_section, load_with_overrides
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -67,10 +67,28 @@ class RuntimeSettings(BaseSettings):
     )
     review_thresholds: ReviewThresholds = Field(default_factory=ReviewThresholds)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, YamlLayer(settings_cls)
+
 
 RUNTIME_PATH_KEYS = ("model_path", "lora_path", "taxonomy_path")
 
 
 def load_settings(config_path: Path | None = None, **overrides: Any) -> RuntimeSettings:
-    """Settings from a YAML file (paths in it relative to the file) with flag overrides on top."""
+    """Settings from flags, the environment and a YAML file (paths in it relative to the file)."""
     return load_with_overrides(RuntimeSettings, config_path, RUNTIME_PATH_KEYS, overrides)
+
+
+def load_runtime_section(section: dict[str, Any], config_path: Path | None, **overrides: Any) -> RuntimeSettings:
+    """The `runtime:` section of a worker YAML, in the same order: flags, environment, the section."""
+    base = config_path.parent if config_path is not None else None
+    where = f"{config_path} (runtime)" if config_path is not None else "runtime"
+    return load_section(RuntimeSettings, section, base, RUNTIME_PATH_KEYS, where, overrides)
