@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ticketsmith.connectors.http_contract import DEFAULT_MAX_BODY_BYTES
 from ticketsmith.connectors.itsm import ItsmConnector, ItsmSettings, Secret
 from ticketsmith.connectors.jira import JiraConnector, JiraSettings
 from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusConnector, ServiceDeskPlusSettings
@@ -42,6 +43,10 @@ class HttpSettings(BaseModel):
     host: str = Field("127.0.0.1", description="0.0.0.0 to accept webhooks from other machines")
     port: int = Field(8080, ge=1, le=65535)
     api_tokens: list[Secret] = Field(default_factory=list, description="bearer tokens accepted by /v1/triage")
+    # Checked before anything is parsed: a bigger body is refused (413) unread, with or without a token.
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES, ge=1024, description="largest request body, for /v1/triage and webhooks alike"
+    )
 
 
 class WorkerConfig(BaseModel):

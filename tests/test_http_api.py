@@ -1,12 +1,17 @@
 """The HTTP side: /v1/triage, webhooks (verified; forged or replayed calls change nothing), /healthz and
-/metrics, over real HTTP with the real model; and the worker process serving it from its config."""
+/metrics, over real HTTP with the real model; and the worker process serving it from its config.
+
+Its hardening (token and body limit before parsing, errors without echo, a true OpenAPI document) is
+about HTTP, not labels: those tests run on a fake triager (tests/fakes/triager.py)."""
 
 import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,9 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.fakes.server import serve
+from tests.fakes.triager import FakeTriager
 from ticketsmith.connectors.http_app import create_app
+from ticketsmith.connectors.http_contract import TEXT_PATTERN, ValidationErrorBody
 from ticketsmith.connectors.itsm import Secret
 from ticketsmith.connectors.jira import JiraSettings
 from ticketsmith.connectors.job_store import SqliteJobStore
@@ -25,7 +33,10 @@ from ticketsmith.connectors.metrics import ServiceMetrics
 from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusSettings
 from ticketsmith.connectors.webhooks import WebhookEndpoint
 from ticketsmith.connectors.zoho_desk import ZohoDeskSettings
+from ticketsmith.runtime.errors import TicketError
 from ticketsmith.runtime.schema import TriageResult
+from ticketsmith.runtime.taxonomy import Taxonomy
+from ticketsmith.runtime.text_hygiene import clean_ticket_text
 from ticketsmith.runtime.triager import Triager
 
 TOKEN = "api-token-123"
@@ -91,7 +102,7 @@ def test_triage_endpoint_needs_a_token_and_answers_a_valid_ticket(service: Servi
     result = TriageResult.model_validate(answer.json(), context={"taxonomy": triager.taxonomy})
     assert result.id == "T-1" and result.subcategory in triager.taxonomy.choices("subcategory", result.category)
     empty = httpx.post(f"{service.url}/v1/triage", json={"text": "  "}, headers={"Authorization": f"Bearer {TOKEN}"})
-    assert empty.status_code == 422 and "empty" in empty.text
+    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "text"]
 
 
 def jira_call(url: str, event: dict[str, object], secret: str = JIRA_SECRET) -> httpx.Response:
@@ -177,7 +188,7 @@ def test_the_worker_serves_http_from_its_config_and_stops_on_sigterm(tmp_path: P
         f"state_dir: {tmp_path / 'state'}\n"
         "runtime: {n_threads: 2}\n"
         f"inbox: {{root: {tmp_path / 'tickets'}}}\n"
-        f"http: {{port: {port}, api_tokens: [{{env: TS_TOKEN}}]}}\n",
+        f"http: {{port: {port}, api_tokens: [{{env: TS_TOKEN}}], max_body_bytes: 4096}}\n",
         encoding="utf-8",
     )
     env = {**os.environ, "TS_TOKEN": TOKEN}
@@ -199,6 +210,12 @@ def test_the_worker_serves_http_from_its_config_and_stops_on_sigterm(tmp_path: P
             timeout=120,
         )
         assert answer.status_code == 200 and answer.json()["category"]
+        too_long = httpx.post(
+            f"http://127.0.0.1:{port}/v1/triage",
+            json={"text": "x" * 4096},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert too_long.status_code == 413  # the YAML's limit
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
@@ -217,3 +234,172 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot serve HTTP on 127.0.0.1:{port}"):
             serve_in_thread(FastAPI(), "127.0.0.1", port)
+
+
+class BodyMeter:
+    """Wraps the app as the server runs it and counts the body bytes the app read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.read = app, 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counted() -> Message:
+            message = await receive()
+            self.read += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+class FakeService:
+    def __init__(self, url: str, meter: BodyMeter, triager: FakeTriager) -> None:
+        self.url, self.meter, self.triager = url, meter, triager
+
+
+LIMIT = 100_000
+
+
+@pytest.fixture
+def fake_service(taxonomy: Taxonomy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeService]:
+    monkeypatch.setenv("JIRA_HOOK", JIRA_SECRET)
+    monkeypatch.setenv("DUMMY", "x")
+    jira = JiraSettings(
+        base_url="http://unused",
+        email="e",
+        api_token=Secret(env="DUMMY"),
+        project="IT",
+        webhook_secret=Secret(env="JIRA_HOOK"),
+    )
+    triager = FakeTriager(taxonomy)
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    metrics = ServiceMetrics(store.counts, triager.model_info())
+    webhooks = {("jira", 0): WebhookEndpoint(jira, "jira:IT", lambda: None)}
+    meter = BodyMeter(create_app(triager, store, metrics, [TOKEN], webhooks, max_body_bytes=LIMIT))
+    try:
+        with serve(meter) as url:
+            yield FakeService(url, meter, triager)
+    finally:
+        store.close()
+
+
+class Upload:
+    """A 60 MB body, streamed in 64 KiB chunks, that counts how much of it the client got to send."""
+
+    def __init__(self, size: int = 60 * 2**20) -> None:
+        self.size, self.sent = size, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        block = b"x" * 65536
+        while self.sent < self.size:
+            self.sent += len(block)
+            yield block
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_an_unauthenticated_60_mb_post_is_refused_unread(fake_service: FakeService, declared: bool) -> None:
+    upload = Upload()
+    headers = {"Content-Type": "application/json"}
+    if declared:
+        headers["Content-Length"] = str(upload.size)
+    answer = httpx.post(f"{fake_service.url}/v1/triage", content=iter(upload), headers=headers, timeout=60)
+    assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+    assert answer.json() == {"detail": "a valid `Authorization: Bearer <token>` is required"}
+    assert fake_service.meter.read == 0  # the app read nothing; the client stopped at its socket buffers
+    assert upload.sent < upload.size // 2
+    assert httpx.get(f"{fake_service.url}/healthz").json()["status"] == "ok"
+    assert fake_service.triager.texts == []
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_refused_with_a_valid_token(fake_service: FakeService, declared: bool) -> None:
+    upload = Upload()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    length = {"Content-Length": str(upload.size)} if declared else {}
+    url = f"{fake_service.url}/v1/triage"
+    answer = httpx.post(url, content=iter(upload), headers={**headers, **length}, timeout=60)
+    assert answer.status_code == 413 and answer.json() == {"detail": f"the request body is over {LIMIT} bytes"}
+    # A chunked body is read up to the limit, in the pieces the server hands over (its read buffer).
+    assert fake_service.meter.read <= (0 if declared else LIMIT + 2**20)
+    assert upload.sent < upload.size // 2
+    over = httpx.post(f"{fake_service.url}/v1/triage", json={"text": "x" * LIMIT}, headers=headers)
+    assert over.status_code == 413
+    within = httpx.post(f"{fake_service.url}/v1/triage", json={"text": "x" * (LIMIT - 100)}, headers=headers)
+    assert within.status_code == 200 and fake_service.triager.texts == ["x" * (LIMIT - 100)]
+    hook = httpx.post(f"{fake_service.url}/webhooks/jira/0", content=b"{" + b" " * LIMIT + b"}")
+    assert hook.status_code == 413  # webhooks too, before their signature is computed
+
+
+def test_a_validation_error_never_echoes_the_request(fake_service: FakeService) -> None:
+    secret = "SECRET-INPUT-" * 1000
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"{fake_service.url}/v1/triage"
+    answers = [
+        httpx.post(url, json={"text": [secret]}, headers=auth),
+        httpx.post(url, json={"text": "fine", "id": {"nested": secret}}, headers=auth),
+        httpx.post(url, json={"text": "fine", secret: secret}, headers=auth),
+        httpx.post(url, content=f'{{"text": "{secret}'.encode(), headers={**auth, "Content-Type": "application/json"}),
+        httpx.post(url, json={"text": "\t \u3000 \x00" + " " * 5000}, headers=auth),
+        httpx.post(url, json={"text": secret, "id": True}, headers=auth),
+    ]
+    for answer in answers:
+        assert answer.status_code == 422
+        assert "SECRET-INPUT-SECRET-INPUT" not in answer.text and len(answer.content) < 1000
+        body = ValidationErrorBody.model_validate(answer.json())
+        assert body.detail and all(set(error) == {"loc", "msg", "type"} for error in answer.json()["detail"])
+    not_text = httpx.post(url, content=b'{"text": "\xff\xfe"}', headers={**auth, "Content-Type": "application/json"})
+    assert not_text.status_code == 400 and not_text.json() == {"detail": "There was an error parsing the body"}
+    assert fake_service.triager.texts == []
+
+
+def test_the_openapi_document_says_what_each_route_answers(fake_service: FakeService) -> None:
+    document = httpx.get(f"{fake_service.url}/openapi.json").json()
+    paths = document["paths"]
+    metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+    served = httpx.get(f"{fake_service.url}/metrics").headers["content-type"]
+    assert served.split(";")[0] == "text/plain"
+    triage = paths["/v1/triage"]["post"]
+    assert {"200", "400", "401", "413", "422"} <= set(triage["responses"])
+    assert triage["security"] == [{"HTTPBearer": []}]
+    assert "WWW-Authenticate" in triage["responses"]["401"]["headers"]
+    webhook = paths["/webhooks/{kind}/{index}"]["post"]["responses"]
+    assert {"200", "400", "401", "404", "413", "422"} <= set(webhook)
+    for route in (triage["responses"], webhook):
+        assert route["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ValidationErrorBody")
+        assert route["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    for operation in (paths["/healthz"]["get"], triage):
+        assert list(operation["responses"]["200"]["content"]) == ["application/json"]
+    text = document["components"]["schemas"]["TriageRequest"]["properties"]["text"]
+    assert text["pattern"] == TEXT_PATTERN
+    unknown = httpx.post(f"{fake_service.url}/webhooks/nothing/3", json={})
+    assert unknown.status_code == 404 and set(unknown.json()) == {"detail"}
+
+
+def test_the_text_pattern_refuses_exactly_what_the_runtime_refuses() -> None:
+    """Every code point alone: the schema's pattern matches it iff the runtime keeps a non-empty text."""
+    pattern = re.compile(TEXT_PATTERN)
+    for code_point in range(0x110000):
+        char = chr(code_point)
+        try:
+            clean_ticket_text(char, 10)
+            kept = True
+        except TicketError:
+            kept = False
+        assert bool(pattern.search(char)) == kept, hex(code_point)
+
+
+def test_an_unexpected_failure_is_a_json_500_as_documented(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    class LockedStore(SqliteJobStore):
+        def counts(self) -> dict[str, int]:
+            raise sqlite3.OperationalError("database is locked")
+
+    triager = FakeTriager(taxonomy)
+    store = LockedStore(tmp_path / "jobs.db")
+    try:
+        with serve(create_app(triager, store, ServiceMetrics(store.counts, triager.model_info()), [TOKEN], {})) as url:
+            answer = httpx.get(f"{url}/healthz")
+            documented = httpx.get(f"{url}/openapi.json").json()["paths"]["/healthz"]["get"]["responses"]
+    finally:
+        store.close()
+    assert answer.status_code == 500 and answer.json() == {"detail": "internal error; it has been logged"}
+    assert documented["500"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

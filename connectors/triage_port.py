@@ -1,0 +1,19 @@
+"""What the HTTP side needs from a triager, and no more.
+
+The app depends on this protocol rather than on the concrete `Triager`, so that tests about HTTP
+(auth, limits, the OpenAPI contract) can run against a small fake without loading llama.cpp.
+`ticketsmith.runtime.triager.Triager` satisfies it."""
+
+from typing import Protocol
+
+from ticketsmith.runtime.schema import TriageResult
+
+
+class TicketTriager(Protocol):
+    def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
+        """One validated result; raises TicketError for text it cannot triage, DecodingError on a bug."""
+        ...
+
+    def model_info(self) -> dict[str, str]:
+        """What is being served; the `model` key names the model file."""
+        ...

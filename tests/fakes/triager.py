@@ -1,0 +1,41 @@
+"""A stand-in triager for tests about HTTP (auth, limits, the OpenAPI contract), not about labels.
+
+It answers at once with the taxonomy's first labels, and refuses text as the runtime does (the same
+`clean_ticket_text`), so the HTTP side sees the same results and errors it would see from the model."""
+
+from typing import Any
+
+from ticketsmith.runtime.schema import TriageResult
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
+from ticketsmith.runtime.text_hygiene import clean_ticket_text
+
+
+class FakeTriager:
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.taxonomy = taxonomy
+        self.texts: list[str] = []
+
+    def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
+        cleaned, truncated = clean_ticket_text(text, max_chars=1_000_000)
+        self.texts.append(cleaned)
+        category = self.taxonomy.choices("category")[0]
+        labels: dict[str, str] = {
+            field: self.taxonomy.choices(field, category if field == "subcategory" else None)[0]
+            for field in LABEL_FIELDS
+        }
+        confidence: dict[str, float] = {"summary": 1.0, **dict.fromkeys(labels, 1.0)}
+        result: dict[str, Any] = {
+            "summary": "A ticket the fake triager did not read.",
+            **labels,
+            "id": ticket_id,
+            "confidence": confidence,
+            "overall_confidence": 1.0,
+            "needs_review": False,
+            "review_fields": [],
+            "truncated": truncated,
+            "input_tokens": len(cleaned.split()),
+        }
+        return TriageResult.model_validate(result, context={"taxonomy": self.taxonomy})
+
+    def model_info(self) -> dict[str, str]:
+        return {"model": "fake.gguf", "taxonomy": self.taxonomy.fingerprint(), "prompt_version": "fake"}
