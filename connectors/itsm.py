@@ -69,6 +69,7 @@ class ItsmSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: str = Field(description="which connector serves this source; each one's settings fix it")
     fields: dict[OurField, FieldTarget] = Field(default_factory=dict, description="our field -> the system's")
     review_route: dict[str, Any] = Field(
         default_factory=dict,

@@ -9,7 +9,9 @@
   empty and the review label; then the note, once: a comment (ADF) on `/rest/api/3/issue/{key}/comment`
   or, with `internal_note: jsm`, an internal `{"public": false}` comment on
   `/rest/servicedeskapi/request/{key}/comment`. The note carries the job's marker, and an existing
-  note with that marker is never added again."""
+  note with that marker is never added again.
+- Webhooks: admin webhooks with a secret sign the body (`X-Hub-Signature`); `jira:issue_created`
+  events of the configured project enqueue the issue key."""
 
 import base64
 from collections.abc import Iterator
@@ -25,6 +27,8 @@ from ticketsmith.connectors.itsm import (
     RemoteTicket,
     Secret,
 )
+from ticketsmith.connectors.registry import ConnectorKind
+from ticketsmith.connectors.webhooks import WebhookCall, WebhookNews, check_hmac_signature
 from ticketsmith.runtime.schema import TriageResult
 
 
@@ -120,3 +124,18 @@ class JiraConnector(NoteWritingConnector):
             start += len(comments)
             if not comments or page.get("isLastPage", start >= int(page.get("total", start))):
                 return
+
+
+def read_webhook(settings: JiraSettings, call: WebhookCall) -> WebhookNews:
+    """The issue a verified `jira:issue_created` event of this project announces."""
+    check_hmac_signature(call)
+    event = call.json()
+    if not isinstance(event, dict) or event.get("webhookEvent") != "jira:issue_created":
+        return WebhookNews()
+    key = str((event.get("issue") or {}).get("key") or "")
+    return WebhookNews(keys=[key] if key.startswith(f"{settings.project}-") else [])
+
+
+CONNECTOR = ConnectorKind(
+    config_key="jira", title="Jira Cloud", settings=JiraSettings, connector=JiraConnector, webhook=read_webhook
+)

@@ -16,7 +16,9 @@
   (wrapper `request_note` on Cloud, `note` on-premises), recognised by the job's marker.
 - Errors: `response_status.status_code` 2000 is success; 4000 and up is an error even inside an
   HTTP 200 (4007 not found and bad input are permanent; 4002/4022 credentials, 4004 internal and
-  4015 rate limit are retried)."""
+  4015 rate limit are retried).
+- Webhooks have no fixed payload (admins write the body): with the shared secret, a call is a signal
+  to poll now."""
 
 import json
 from collections.abc import Iterator
@@ -32,6 +34,8 @@ from ticketsmith.connectors.itsm import (
     RemoteTicket,
     Secret,
 )
+from ticketsmith.connectors.registry import ConnectorKind
+from ticketsmith.connectors.webhooks import WebhookCall, WebhookNews, check_shared_secret
 from ticketsmith.connectors.zoho_oauth import ZohoOAuth, ZohoOAuthSettings
 from ticketsmith.runtime.schema import TriageResult
 from ticketsmith.runtime.text_hygiene import strip_html
@@ -153,3 +157,18 @@ class ServiceDeskPlusConnector(NoteWritingConnector):
             start += len(notes)
             if not notes or not (page.get("list_info") or {}).get("has_more_rows"):
                 return
+
+
+def read_webhook(settings: ServiceDeskPlusSettings, call: WebhookCall) -> WebhookNews:
+    """A verified call names no request reliably: poll now."""
+    check_shared_secret(call)
+    return WebhookNews(poll=True)
+
+
+CONNECTOR = ConnectorKind(
+    config_key="servicedesk_plus",
+    title="ServiceDesk Plus",
+    settings=ServiceDeskPlusSettings,
+    connector=ServiceDeskPlusConnector,
+    webhook=read_webhook,
+)

@@ -1,12 +1,9 @@
 """Webhook receivers: verify the call, then name the tickets to enqueue (or ask for a poll).
 
-- Jira (admin webhooks with a secret): `X-Hub-Signature: sha256=<HMAC-SHA256 of the raw body>`;
-  `jira:issue_created` events of the configured project enqueue the issue key.
-- Zoho Desk signs nothing: the webhook URL carries a shared secret (`?secret=...`) or the call sends it
-  in `X-Ticketsmith-Secret`; `Ticket_Add` events (`[{eventType, orgId, payload: {id, ...}}]`) of the
-  configured org enqueue the ticket id.
-- ServiceDesk Plus webhooks have no fixed payload (admins write the body): with the shared secret,
-  the call is a signal to poll now.
+Each connector module reads its own system's calls (`ConnectorKind.webhook`, connectors/registry.py),
+with the checks below: Jira signs the raw body (`X-Hub-Signature: sha256=<HMAC-SHA256>`); Zoho Desk
+and ServiceDesk Plus sign nothing, so their webhook URL carries a shared secret (`?secret=...`) or
+the call sends it in `X-Ticketsmith-Secret`.
 
 Every comparison is constant-time. A forged call (no or wrong signature/secret) is refused and changes
 nothing. A replayed call names a ticket that is already a job: the job store's (source, key) key
@@ -16,12 +13,11 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ticketsmith.connectors.itsm import ItsmSettings
-from ticketsmith.connectors.jira import JiraSettings
-from ticketsmith.connectors.zoho_desk import ZohoDeskSettings
+from ticketsmith.connectors.registry import connector_kind
 
 
 class WebhookRejected(Exception):
@@ -34,11 +30,41 @@ def _same(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise WebhookRejected(400, "the body is not JSON") from None
+@dataclass(frozen=True)
+class WebhookCall:
+    """One call as a connector's webhook reader sees it, with its source's secret."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    raw: bytes
+    secret: str
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.raw)
+        except ValueError:
+            raise WebhookRejected(400, "the body is not JSON") from None
+
+
+@dataclass(frozen=True)
+class WebhookNews:
+    """What a verified call announces: ticket keys, or only that something changed (poll now)."""
+
+    keys: list[str] = field(default_factory=list)
+    poll: bool = False
+
+
+def check_hmac_signature(call: WebhookCall) -> None:
+    """Jira's admin webhooks with a secret: `X-Hub-Signature: sha256=<HMAC-SHA256 of the raw body>`."""
+    expected = "sha256=" + hmac.new(call.secret.encode(), call.raw, hashlib.sha256).hexdigest()
+    if not _same(expected, call.headers.get("x-hub-signature")):
+        raise WebhookRejected(401, "bad or missing X-Hub-Signature")
+
+
+def check_shared_secret(call: WebhookCall) -> None:
+    """For systems that sign nothing: the secret in `X-Ticketsmith-Secret` or the URL's `?secret=`."""
+    if not _same(call.secret, call.headers.get("x-ticketsmith-secret") or call.query.get("secret")):
+        raise WebhookRejected(401, "bad or missing shared secret")
 
 
 @dataclass
@@ -53,36 +79,8 @@ class WebhookEndpoint:
         """The ticket keys this call announces; raises WebhookRejected for a forged or broken call."""
         if self.settings.webhook_secret is None:
             raise WebhookRejected(404, "webhooks are not enabled for this source (no webhook_secret)")
-        secret = self.settings.webhook_secret.get()
-        if isinstance(self.settings, JiraSettings):
-            expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-            if not _same(expected, headers.get("x-hub-signature")):
-                raise WebhookRejected(401, "bad or missing X-Hub-Signature")
-            return self._jira_keys(_json(raw), self.settings.project)
-        if not _same(secret, headers.get("x-ticketsmith-secret") or query.get("secret")):
-            raise WebhookRejected(401, "bad or missing shared secret")
-        if isinstance(self.settings, ZohoDeskSettings):
-            return self._zoho_keys(_json(raw), self.settings.org_id)
-        self.poll_soon()  # ServiceDesk Plus: a signal only
-        return []
-
-    @staticmethod
-    def _jira_keys(event: Any, project: str) -> list[str]:
-        if not isinstance(event, dict) or event.get("webhookEvent") != "jira:issue_created":
-            return []
-        key = str((event.get("issue") or {}).get("key") or "")
-        return [key] if key.startswith(f"{project}-") else []
-
-    @staticmethod
-    def _zoho_keys(events: Any, org_id: str) -> list[str]:
-        if not isinstance(events, list):
-            raise WebhookRejected(400, "a Zoho Desk webhook body is a JSON array of events")
-        return [
-            str(event["payload"]["id"])
-            for event in events
-            if isinstance(event, dict)
-            and event.get("eventType") == "Ticket_Add"
-            and str(event.get("orgId")) == org_id
-            and isinstance(event.get("payload"), dict)
-            and event["payload"].get("id")
-        ]
+        call = WebhookCall(headers, query, raw, self.settings.webhook_secret.get())
+        news = connector_kind(self.settings.kind).webhook(self.settings, call)
+        if news.poll:
+            self.poll_soon()
+        return news.keys

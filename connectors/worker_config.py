@@ -17,15 +17,14 @@ Example `worker.yaml` (secrets come from the environment or files, never from th
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import GenericAlias
+from typing import Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ticketsmith.connectors.http_contract import DEFAULT_MAX_BODY_BYTES
-from ticketsmith.connectors.itsm import ItsmConnector, ItsmSettings, Secret
-from ticketsmith.connectors.jira import JiraConnector, JiraSettings
-from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusConnector, ServiceDeskPlusSettings
-from ticketsmith.connectors.zoho_desk import ZohoDeskConnector, ZohoDeskSettings
+from ticketsmith.connectors.itsm import ItsmSettings, Secret
+from ticketsmith.connectors.registry import connector_kinds
 from ticketsmith.runtime.yaml_config import load_with_overrides
 
 
@@ -49,6 +48,15 @@ class HttpSettings(BaseModel):
     )
 
 
+SettingsT = TypeVar("SettingsT", bound=ItsmSettings)
+
+
+class ItsmSource(NamedTuple):
+    kind: str
+    position: int  # in its YAML list, from 0: `/webhooks/<kind>/<position>`
+    settings: ItsmSettings
+
+
 class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,18 +65,20 @@ class WorkerConfig(BaseModel):
     lease_s: float = Field(60.0, gt=0, description="a killed worker's ticket comes back after this long")
     poll_interval_s: float = Field(30.0, gt=0)
     inbox: InboxSettings | None = None
-    jira: list[JiraSettings] = Field(default_factory=list)
-    zoho_desk: list[ZohoDeskSettings] = Field(default_factory=list)
-    servicedesk_plus: list[ServiceDeskPlusSettings] = Field(default_factory=list)
+    # ... and one list of sources per ITSM connector (`jira:`, `zoho_desk:`, ...): see `_with_itsm_lists`
     http: HttpSettings | None = None
 
-    def itsm_sources(self) -> list[tuple[str, int, ItsmSettings]]:
-        """(kind, index within that kind, settings) of every ITSM source; webhooks address them so."""
+    def itsm_sources(self) -> list[ItsmSource]:
+        """Every ITSM source, connector by connector in registry order; webhooks address them so."""
         return [
-            *(("jira", i, s) for i, s in enumerate(self.jira)),
-            *(("zoho_desk", i, s) for i, s in enumerate(self.zoho_desk)),
-            *(("servicedesk_plus", i, s) for i, s in enumerate(self.servicedesk_plus)),
+            ItsmSource(kind.kind, position, settings)
+            for kind in connector_kinds()
+            for position, settings in enumerate(getattr(self, kind.config_key, []))
         ]
+
+    def sources_of(self, settings_type: type[SettingsT]) -> list[SettingsT]:
+        """The sources of one connector, typed: `config.sources_of(JiraSettings)`."""
+        return [source.settings for source in self.itsm_sources() if isinstance(source.settings, settings_type)]
 
     def check_secrets(self) -> None:
         """Read every secret once, so that a missing one stops the worker before the model loads
@@ -91,14 +101,23 @@ def _secrets_in(value: object) -> Iterator[Secret]:
             yield from _secrets_in(item)
 
 
-def connector_for(settings: ItsmSettings) -> ItsmConnector:
-    if isinstance(settings, JiraSettings):
-        return JiraConnector(settings)
-    if isinstance(settings, ZohoDeskSettings):
-        return ZohoDeskConnector(settings)
-    assert isinstance(settings, ServiceDeskPlusSettings)
-    return ServiceDeskPlusConnector(settings)
+def source_keys() -> list[str]:
+    """The YAML keys that configure a source, for messages: `inbox`, `jira`, `zoho_desk`, ..."""
+    return ["inbox", *(kind.config_key for kind in connector_kinds())]
+
+
+def _with_itsm_lists(base: type[WorkerConfig]) -> type[WorkerConfig]:
+    """`base` with one list per registered connector under its YAML key, made from the registry so
+    that a new connector module needs no line here."""
+    lists: dict[str, Any] = {
+        kind.config_key: (GenericAlias(list, kind.settings), Field(default_factory=list, description=kind.title))
+        for kind in connector_kinds()
+    }
+    return create_model(base.__name__, __base__=base, __module__=__name__, **lists)
+
+
+_WORKER_CONFIG = _with_itsm_lists(WorkerConfig)
 
 
 def load_worker_config(path: Path | None, **overrides: Any) -> WorkerConfig:
-    return load_with_overrides(WorkerConfig, path, ("state_dir",), overrides)
+    return load_with_overrides(_WORKER_CONFIG, path, ("state_dir",), overrides)

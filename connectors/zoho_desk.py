@@ -13,7 +13,9 @@
   comment `POST /tickets/{id}/comments {content, contentType: plainText, isPublic: false}` once,
   recognised by the job's marker in `GET /tickets/{id}/comments`.
 - Limits: 429 when the credits or the concurrency cap run out, without `Retry-After`: the job store's
-  backoff applies."""
+  backoff applies.
+- Webhooks sign nothing: the call carries the shared secret; `Ticket_Add` events
+  (`[{eventType, orgId, payload: {id, ...}}]`) of the configured org enqueue the ticket id."""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,8 @@ from ticketsmith.connectors.itsm import (
     NoteWritingConnector,
     RemoteTicket,
 )
+from ticketsmith.connectors.registry import ConnectorKind
+from ticketsmith.connectors.webhooks import WebhookCall, WebhookNews, WebhookRejected, check_shared_secret
 from ticketsmith.connectors.zoho_oauth import ZohoOAuth, ZohoOAuthSettings
 from ticketsmith.runtime.schema import TriageResult
 from ticketsmith.runtime.text_hygiene import strip_html
@@ -105,3 +109,31 @@ class ZohoDeskConnector(NoteWritingConnector):
             start += len(page)
             if len(page) < 100:
                 return
+
+
+def read_webhook(settings: ZohoDeskSettings, call: WebhookCall) -> WebhookNews:
+    """The new tickets of this org that a verified call announces."""
+    check_shared_secret(call)
+    events = call.json()
+    if not isinstance(events, list):
+        raise WebhookRejected(400, "a Zoho Desk webhook body is a JSON array of events")
+    return WebhookNews(
+        keys=[
+            str(event["payload"]["id"])
+            for event in events
+            if isinstance(event, dict)
+            and event.get("eventType") == "Ticket_Add"
+            and str(event.get("orgId")) == settings.org_id
+            and isinstance(event.get("payload"), dict)
+            and event["payload"].get("id")
+        ]
+    )
+
+
+CONNECTOR = ConnectorKind(
+    config_key="zoho_desk",
+    title="Zoho Desk",
+    settings=ZohoDeskSettings,
+    connector=ZohoDeskConnector,
+    webhook=read_webhook,
+)

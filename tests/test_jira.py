@@ -188,13 +188,16 @@ def test_rejected_credentials_keep_the_ticket(
 
 
 def test_the_deploy_example_config_is_valid() -> None:
+    from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusSettings
     from ticketsmith.connectors.worker_config import load_worker_config
+    from ticketsmith.connectors.zoho_desk import ZohoDeskSettings
 
     config = load_worker_config(Path(__file__).resolve().parent.parent / "deploy" / "worker.example.yaml")
-    assert config.inbox is not None and config.jira[0].fields["urgency"].encode("Critical") == {"name": "Highest"}
-    assert "JIRA_API_TOKEN" in repr(config.jira[0].api_token)
-    assert config.zoho_desk[0].fields["application"].field == "cf.cf_application"
-    assert config.servicedesk_plus[0].review_route == {"group": {"name": "Human Triage"}}
+    [jira] = config.sources_of(JiraSettings)
+    assert config.inbox is not None and jira.fields["urgency"].encode("Critical") == {"name": "Highest"}
+    assert "JIRA_API_TOKEN" in repr(jira.api_token)
+    assert config.sources_of(ZohoDeskSettings)[0].fields["application"].field == "cf.cf_application"
+    assert config.sources_of(ServiceDeskPlusSettings)[0].review_route == {"group": {"name": "Human Triage"}}
     assert config.http is not None and [kind for kind, _, _ in config.itsm_sources()] == [
         "jira",
         "zoho_desk",

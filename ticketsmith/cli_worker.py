@@ -34,8 +34,9 @@ def worker(
     from ticketsmith.connectors.inbox_worker import InboxWorker
     from ticketsmith.connectors.itsm_worker import ItsmWorker
     from ticketsmith.connectors.job_store import SqliteJobStore
+    from ticketsmith.connectors.registry import connector_for
     from ticketsmith.connectors.service import Source, run_service
-    from ticketsmith.connectors.worker_config import InboxSettings, connector_for, load_worker_config
+    from ticketsmith.connectors.worker_config import InboxSettings, load_worker_config, source_keys
     from ticketsmith.runtime.settings import RUNTIME_PATH_KEYS, load_settings
     from ticketsmith.runtime.triager import Triager
 
@@ -56,9 +57,8 @@ def worker(
         runtime = load_settings(None, **runtime_values)
         itsm_sources = settings.itsm_sources()
         if settings.inbox is None and not itsm_sources:
-            raise typer.BadParameter(
-                "no source: give --inbox or a --config with `inbox`, `jira`, `zoho_desk` or `servicedesk_plus`"
-            )
+            keys = ", ".join(f"`{key}`" for key in source_keys())
+            raise typer.BadParameter(f"no source: give --inbox or a --config with one of {keys}")
         settings.check_secrets()
         typer.echo("loading the model", err=True)
         triager = Triager(runtime)
