@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # webhooks.py looks connectors up here: a run-time import wou
 SettingsT = TypeVar("SettingsT", bound=ItsmSettings)
 
 # Modules of ticketsmith.connectors with a CONNECTOR, in the order their sources are listed and served.
-BUILT_IN = ("jira", "zoho_desk", "servicedesk_plus")
+BUILT_IN = ("jira", "jira_dc", "zoho_desk", "servicedesk_plus")
 
 
 @dataclass(frozen=True)

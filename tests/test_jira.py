@@ -16,9 +16,15 @@ from tests.fakes.faults import Fault
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
 from tests.itsm_helpers import TICKETS, drain, make_worker, retry_now
+from tests.jira_checks import (
+    FIELDS,
+    check_a_second_pass_writes_nothing,
+    check_every_issue_written_once,
+    check_polls_page_and_keep_the_cursor,
+)
 from ticketsmith.connectors.adf import adf_to_text
 from ticketsmith.connectors.http_api import ConnectorError
-from ticketsmith.connectors.itsm import FieldTarget, Secret
+from ticketsmith.connectors.itsm import Secret
 from ticketsmith.connectors.jira import JiraConnector, JiraSettings
 from ticketsmith.connectors.job_store import SqliteJobStore
 from ticketsmith.runtime.triager import Triager
@@ -41,11 +47,7 @@ def settings(url: str, monkeypatch: pytest.MonkeyPatch, token: str = "secret-tok
         "project": "IT",
         "page_size": 2,
         "timeout_s": 2.0,
-        "fields": {
-            "category": FieldTarget(field="customfield_10050", shape="value"),
-            "urgency": FieldTarget(field="priority", shape="name", values={"Critical": "Highest"}),
-            "assignment_group": FieldTarget(field="customfield_10060"),
-        },
+        "fields": FIELDS,
         **extra,
     }
     return JiraSettings.model_validate(values)
@@ -62,14 +64,8 @@ def test_poll_pages_through_new_tickets_and_keeps_its_cursor(
     fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jira, url = fake
-    for summary, text in TICKETS:
-        jira.add_issue(summary, text)
     connector = JiraConnector(settings(url, monkeypatch))
-    keys, cursor = connector.poll(None)
-    assert keys == [f"IT-{n}" for n in range(1, 6)] and cursor == "IT-5"  # three pages of two
-    assert connector.poll(cursor) == ([], "IT-5")
-    jira.add_issue("Another", "text")
-    assert connector.poll(cursor) == (["IT-6"], "IT-6")
+    check_polls_page_and_keep_the_cursor(jira, connector)
     connector.close()
 
 
@@ -83,26 +79,10 @@ def test_worker_triages_writes_back_once_and_routes_review(
     worker, store = make_worker(triager, connector, tmp_path)
     drain(worker)
     assert store.get_cursor("jira:IT") == "IT-5"
-    for key, issue in jira.issues.items():
-        job = store.get("jira:IT", key)
-        assert job is not None and job.state in ("done", "needs_review")
-        result = job.result or {}
-        fields = issue["fields"]
-        assert fields["customfield_10050"] == {"value": result["category"]}
-        assert fields["customfield_10060"] == result["assignment_group"]
-        assert fields["priority"] == {"name": "Highest" if result["urgency"] == "Critical" else result["urgency"]}
-        assert ("ticketsmith-review" in fields["labels"]) == (job.state == "needs_review")
-        notes = [adf_to_text(c["body"]) for c in jira.comments[key]]
-        assert len(notes) == 1 and f"[ticketsmith:jira:IT:{key}]" in notes[0] and result["summary"] in notes[0]
-        audit = store.audit_records(job.id)
-        assert len(audit) == 1 and f"jira:{key}:note" in audit[0].written_to
-    # a second pass (as after a crash between write-back and completion) writes nothing new
-    edits_before = len(jira.edits)
-    ticket = connector.fetch("IT-1")
-    result_model = triager.triage(ticket.text, ticket_id="IT-1")
-    written = connector.write_back(ticket, result_model, "[ticketsmith:jira:IT:IT-1]")
-    assert len(jira.edits) == edits_before and len(jira.comments["IT-1"]) == 1
-    assert all("kept-human-value" in w for w in written)
+    check_every_issue_written_once(
+        jira, store, "jira:IT", lambda key: [adf_to_text(c["body"]) for c in jira.comments[key]]
+    )
+    check_a_second_pass_writes_nothing(jira, connector, triager)
     connector.close()
 
 
@@ -188,6 +168,7 @@ def test_rejected_credentials_keep_the_ticket(
 
 
 def test_the_deploy_example_config_is_valid() -> None:
+    from ticketsmith.connectors.jira_dc import JiraDcSettings
     from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusSettings
     from ticketsmith.connectors.worker_config import load_worker_config
     from ticketsmith.connectors.zoho_desk import ZohoDeskSettings
@@ -196,10 +177,12 @@ def test_the_deploy_example_config_is_valid() -> None:
     [jira] = config.sources_of(JiraSettings)
     assert config.inbox is not None and jira.fields["urgency"].encode("Critical") == {"name": "Highest"}
     assert "JIRA_API_TOKEN" in repr(jira.api_token)
+    assert "jira-pat" in repr(config.sources_of(JiraDcSettings)[0].personal_access_token)
     assert config.sources_of(ZohoDeskSettings)[0].fields["application"].field == "cf.cf_application"
     assert config.sources_of(ServiceDeskPlusSettings)[0].review_route == {"group": {"name": "Human Triage"}}
     assert config.http is not None and [kind for kind, _, _ in config.itsm_sources()] == [
         "jira",
+        "jira_dc",
         "zoho_desk",
         "servicedesk_plus",
     ]
