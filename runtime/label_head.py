@@ -25,7 +25,7 @@ from ticketsmith.runtime.errors import ModelError
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField, Taxonomy
 
 HEAD_FORMAT = "ticketsmith-label-head"
-HEAD_VERSION = 1
+HEAD_VERSION = 2  # 2: word and character blocks L2-normalised apart; 1 (still read): one norm for both
 HEAD_JSON = "head.json"
 HEAD_ARRAYS = "head.npz"
 FEATURE_CHARS = 20_000  # a ticket's first characters that the head reads: a huge paste adds nothing
@@ -51,6 +51,13 @@ def ticket_features(text: str) -> list[str]:
             if len(padded) <= n:  # a word no longer than n counts once, whole
                 break
     return features
+
+
+def word_block_mask(vocabulary: list[str]) -> npt.NDArray[np.bool_]:
+    """True for the word n-grams of a vocabulary, False for the character n-grams. Each block is
+    normalised on its own: in one norm the character n-grams, ten times as many, drown the words
+    (5-fold CV on the shared training tickets: 81.4% -> 82.6% on 2,000, 85.1% -> 85.7% on 12,000)."""
+    return np.fromiter((feature.startswith("w:") for feature in vocabulary), dtype=bool, count=len(vocabulary))
 
 
 def pair_class(category: str, subcategory: str) -> str:
@@ -97,8 +104,10 @@ class LabelHead:
         fix = "retrain it with `ticketsmith train --head-only` or point --model at another run"
         try:
             self.manifest = HeadManifest.model_validate_json(manifest_file.read_text(encoding="utf-8"))
-            if (self.manifest.format, self.manifest.version) != (HEAD_FORMAT, HEAD_VERSION):
-                raise ValueError(f"format {self.manifest.format} v{self.manifest.version}, not {HEAD_FORMAT} v1")
+            if self.manifest.format != HEAD_FORMAT or self.manifest.version not in (1, HEAD_VERSION):
+                raise ValueError(
+                    f"format {self.manifest.format} v{self.manifest.version}, not {HEAD_FORMAT} v1 or v{HEAD_VERSION}"
+                )
             with np.load(arrays_file, allow_pickle=False) as arrays:
                 self._idf = np.asarray(arrays["idf"], dtype=np.float64)
                 self._coef = {f: np.asarray(arrays[f"coef_{f}"], dtype=np.float64) for f in self.manifest.fields}
@@ -119,19 +128,27 @@ class LabelHead:
                 "(taxonomy.yaml in the run folder), or retrain"
             )
         self._index = {feature: i for i, feature in enumerate(vocabulary)}
+        self._blocks = word_block_mask(vocabulary) if self.manifest.version >= 2 else None
         self.fields: dict[LabelField, FieldHead] = dict(self.manifest.fields)
         self._class_index = {f: {c: i for i, c in enumerate(h.classes)} for f, h in self.fields.items()}
 
     def features(self, text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The ticket's TF-IDF row as (column indices, values): sublinear tf, idf, L2-normalised,
-        as scikit-learn's TfidfVectorizer(sublinear_tf=True) computes it for the training tickets."""
+        """The ticket's TF-IDF row as (column indices, values): sublinear tf and idf as scikit-learn's
+        TfidfVectorizer(sublinear_tf=True) computes them for the training tickets, then the word
+        block and the character block each L2-normalised (train/label_head.BlockTfidf)."""
         counts = Counter(i for i in map(self._index.get, ticket_features(text)) if i is not None)
         if not counts:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         columns = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         tf = np.fromiter((1.0 + math.log(c) for c in counts.values()), dtype=np.float64, count=len(counts))
         values = tf * self._idf[columns]
-        return columns, values / np.linalg.norm(values)
+        if self._blocks is None:
+            return columns, values / np.linalg.norm(values)
+        words = self._blocks[columns]
+        for block in (words, ~words):
+            if block.any():
+                values[block] /= np.linalg.norm(values[block])
+        return columns, values
 
     def margins(self, text: str) -> dict[LabelField, npt.NDArray[np.float64]]:
         """Each field's raw linear scores, one per class."""

@@ -25,7 +25,7 @@ from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy, load_taxonomy
 from ticketsmith.runtime.triager import UNTRAINED_REASON, Triager
 from ticketsmith.train import fusion_fit
 from ticketsmith.train.fusion_fit import Decision, fit_weights
-from ticketsmith.train.label_head import fit_run_head, fit_scale, threshold_for_precision, vectorizer
+from ticketsmith.train.label_head import fit_run_head, fit_scale, threshold_for_precision
 from ticketsmith.train.synth import generate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,25 +73,49 @@ def test_features_are_scikit_learns_word_and_char_wb_ngrams(text: str) -> None:
     assert Counter(ticket_features(text)) == expected
 
 
-def test_head_rows_are_scikit_learns_tfidf(head: LabelHead, taxonomy: Taxonomy) -> None:
-    """The runtime's numpy TF-IDF against scikit-learn's on the same training tickets: the same
-    sums of the same terms in another order, so equal to float64 rounding (1e-12)."""
+def test_head_rows_are_scikit_learns_tfidf_of_each_block(head: LabelHead, taxonomy: Taxonomy) -> None:
+    """The runtime's numpy TF-IDF against scikit-learn's, fitted apart on the word n-grams and on the
+    character n-grams (each block L2-normalised on its own): the same sums of the same terms in
+    another order, so equal to float64 rounding (1e-12)."""
     rows = [t.model_dump(mode="json") for t in generate(taxonomy, 240, seed=11)]
-    fitted = vectorizer(len(rows)).fit([r["text"] for r in rows])
-    assert sorted(fitted.vocabulary_, key=fitted.vocabulary_.__getitem__) == head.manifest.vocabulary
-    for text in [r["text"] for r in rows[:20]] + ["printer on fire", "zzzz unseen words only"]:
-        expected = fitted.transform([text]).toarray()[0]
+    texts = [r["text"] for r in rows]
+    blocks = {
+        prefix: TfidfVectorizer(
+            analyzer=lambda t, p=prefix: [f for f in ticket_features(t) if f.startswith(p)], sublinear_tf=True
+        ).fit(texts)
+        for prefix in ("w:", "c:")
+    }
+    assert sorted(f for b in blocks.values() for f in b.vocabulary_) == sorted(head.manifest.vocabulary)
+    assert head.manifest.version == 2
+    for text in [*texts[:20], "printer on fire", "zzzz unseen words only"]:
+        expected: dict[str, float] = {}
+        for block in blocks.values():
+            row = block.transform([text]).toarray()[0]
+            expected.update({f: row[i] for f, i in block.vocabulary_.items() if row[i]})
         columns, values = head.features(text)
-        got = np.zeros_like(expected)
-        got[columns] = values
-        assert np.abs(got - expected).max() < 1e-12
+        got = {head.manifest.vocabulary[c]: v for c, v in zip(columns, values, strict=True)}
+        assert got.keys() == expected.keys()
+        assert max((abs(got[f] - expected[f]) for f in got), default=0.0) < 1e-12
+
+
+def test_a_version_1_head_is_still_served_with_its_single_norm(
+    run_dir: Path, tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    old = tmp_path / "head"
+    shutil.copytree(run_dir / "head", old)
+    manifest = json.loads((old / HEAD_JSON).read_text())
+    (old / HEAD_JSON).write_text(json.dumps({**manifest, "version": 1}))
+    _, values = LabelHead(old, taxonomy).features("printer jams on every page")
+    _, blocks = LabelHead(run_dir / "head", taxonomy).features("printer jams on every page")
+    assert abs(np.linalg.norm(values) - 1.0) < 1e-12  # one norm over both blocks, as version 1 was fitted
+    assert abs(np.linalg.norm(blocks) - math.sqrt(2)) < 1e-12  # two unit blocks
 
 
 def test_head_artifact_is_plain_json_and_arrays(run_dir: Path, head: LabelHead) -> None:
     with np.load(run_dir / "head" / HEAD_ARRAYS, allow_pickle=False) as arrays:
         assert all(arrays[name].dtype != object for name in arrays.files)
     manifest = json.loads((run_dir / "head" / HEAD_JSON).read_text())
-    assert manifest["format"] == "ticketsmith-label-head" and manifest["version"] == 1
+    assert manifest["format"] == "ticketsmith-label-head" and manifest["version"] == 2
     assert set(manifest["fields"]) == set(LABEL_FIELDS)  # the synthetic tickets label every field
     assert len(manifest["data_sha256"]) == 64 and manifest["examples"] == 240
     assert (run_dir / "taxonomy.yaml").is_file() and json.loads((run_dir / "run.json").read_text())["base"] is None

@@ -40,6 +40,7 @@ from ticketsmith.runtime.label_head import (
     HeadManifest,
     pair_class,
     ticket_features,
+    word_block_mask,
 )
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 from ticketsmith.train.metrics import FieldScores, precision_curve, score_field
@@ -96,10 +97,45 @@ def labelled_fields(rows: Sequence[dict[str, Any]], taxonomy: Taxonomy) -> dict[
     return out
 
 
-def vectorizer(n_tickets: int) -> TfidfVectorizer:
-    return TfidfVectorizer(
-        analyzer=ticket_features, sublinear_tf=True, min_df=2 if n_tickets >= MIN_DF_FROM else 1, dtype=np.float64
-    )
+class BlockTfidf:
+    """scikit-learn's TF-IDF of `ticket_features` (sublinear tf, smooth idf), with the word block and
+    the character block of each row L2-normalised apart (runtime/label_head.word_block_mask says why)."""
+
+    def __init__(self, n_tickets: int) -> None:
+        self.tfidf = TfidfVectorizer(
+            analyzer=ticket_features,
+            sublinear_tf=True,
+            norm=None,
+            min_df=2 if n_tickets >= MIN_DF_FROM else 1,
+            dtype=np.float64,
+        )
+        self.vocabulary: list[str] = []
+        self._words = np.zeros(0, dtype=bool)
+
+    @property
+    def idf(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.tfidf.idf_, dtype=np.float64)
+
+    def fit_transform(self, texts: Sequence[str]) -> csr_matrix:
+        matrix = self.tfidf.fit_transform(texts)
+        self.vocabulary = [""] * len(self.tfidf.vocabulary_)
+        for feature, column in self.tfidf.vocabulary_.items():
+            self.vocabulary[column] = feature
+        self._words = word_block_mask(self.vocabulary)
+        return self._normalised(matrix)
+
+    def transform(self, texts: Sequence[str]) -> csr_matrix:
+        return self._normalised(self.tfidf.transform(texts))
+
+    def _normalised(self, matrix: Any) -> csr_matrix:
+        matrix = csr_matrix(matrix, dtype=np.float64)
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        words = self._words[matrix.indices]
+        squares = matrix.data**2
+        word_norms = np.sqrt(np.bincount(rows[words], squares[words], minlength=matrix.shape[0]))
+        char_norms = np.sqrt(np.bincount(rows[~words], squares[~words], minlength=matrix.shape[0]))
+        matrix.data /= np.where(words, word_norms[rows], char_norms[rows])
+        return matrix
 
 
 def _svm(c: float) -> LinearSVC:
@@ -197,11 +233,11 @@ def fit_head(
         )
     texts = [str(row["text"]) for row in rows]
     progress(f"counting n-grams of {len(texts)} tickets")
-    vectors = vectorizer(len(texts))
-    matrix = vectors.fit_transform(texts).tocsr()
-    dev_matrix = vectors.transform([str(r["text"]) for r in dev_rows]).tocsr() if dev_rows else None
+    vectors = BlockTfidf(len(texts))
+    matrix = vectors.fit_transform(texts)
+    dev_matrix = vectors.transform([str(r["text"]) for r in dev_rows]) if dev_rows else None
     heads: dict[LabelField, FieldHead] = {}
-    arrays: dict[str, npt.NDArray[Any]] = {"idf": vectors.idf_.astype(np.float64)}
+    arrays: dict[str, npt.NDArray[Any]] = {"idf": vectors.idf}
     metrics: dict[str, dict[str, Any]] = {}
     report_fields: dict[str, dict[str, Any]] = {}
     for field, data in fields.items():
@@ -235,9 +271,6 @@ def fit_head(
             if dev is not None:
                 metrics[f"{field}_dev"] = dev.as_dict()
                 report_fields[field]["dev"] = dev.as_dict()
-    vocabulary = [""] * len(vectors.vocabulary_)
-    for feature, column in vectors.vocabulary_.items():
-        vocabulary[column] = feature
     manifest = HeadManifest(
         format=HEAD_FORMAT,
         version=HEAD_VERSION,
@@ -246,7 +279,7 @@ def fit_head(
         examples=len(rows),
         target_precision=target_precision,
         fields=heads,
-        vocabulary=vocabulary,
+        vocabulary=vectors.vocabulary,
         metrics=metrics,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         ticketsmith_version=__version__,
