@@ -75,6 +75,11 @@ class ItsmSettings(BaseModel):
         default_factory=dict,
         description="system fields set on needs-review tickets (when still empty), e.g. the human-triage group",
     )
+    review_writes: Literal["confident", "all"] = Field(
+        "confident",
+        description="on a needs-review ticket, confident: write only the fields at or over their threshold, the "
+        "human fills the rest (the note lists every guess); all: write every guess",
+    )
     first_poll_days: int = Field(1, ge=0, description="with no cursor yet, start with tickets this recent")
     page_size: int = Field(50, ge=1, le=100)
     timeout_s: float = Field(30.0, gt=0)
@@ -135,14 +140,21 @@ def fields_to_write(
     ticket: RemoteTicket,
     result: TriageResult,
     review_route: dict[str, Any] | None = None,
+    write_unsure: bool = False,
 ) -> tuple[dict[str, Any], list[str], list[str]]:
     """(the system's fields to set, nested by dotted path; the paths set; the paths kept because they
     already hold a value).
 
-    A needs-review ticket also gets `review_route` (e.g. the human-triage group), which takes the place
-    of our own guess for the same field."""
+    On a needs-review ticket the fields under their threshold are left for the human (unless
+    `write_unsure`), and `review_route` (e.g. the human-triage group) is set, taking the place of our
+    own guess for the same field."""
     values = result.model_dump()  # holds only the fields the taxonomy defines: a mapped field it lacks is skipped
-    wanted = {target.field: target.encode(str(values[ours])) for ours, target in mapping.items() if ours in values}
+    unsure = set(result.review_fields) if result.needs_review and not write_unsure else set()
+    wanted = {
+        target.field: target.encode(str(values[ours]))
+        for ours, target in mapping.items()
+        if ours in values and ours not in unsure
+    }
     if result.needs_review and review_route:
         wanted.update(review_route)
     updates: dict[str, Any] = {}
@@ -154,11 +166,13 @@ def fields_to_write(
 
 
 def render_note(result: TriageResult, marker: str) -> str:
-    """The internal note: the summary, the labels with their confidences, the review verdict."""
+    """The internal note: the summary, every label guessed with its confidence (those under their
+    threshold marked, as they may not have been written), the review verdict."""
     lines = [f"ticketsmith triage: {result.summary}"]
     for name in LABEL_FIELDS:
         if getattr(result, name) is not None:
-            lines.append(f"{name}: {getattr(result, name)} ({getattr(result.confidence, name):.0%})")
+            unsure = ", unsure: for a human to decide" if result.needs_review and name in result.review_fields else ""
+            lines.append(f"{name}: {getattr(result, name)} ({getattr(result.confidence, name):.0%}{unsure})")
     verdict = "needs human review: " + ", ".join(result.review_fields) if result.needs_review else "auto-accepted"
     lines.append(f"{verdict} (overall confidence {result.overall_confidence:.0%})")
     lines.append(marker)
@@ -180,7 +194,10 @@ class NoteWritingConnector(ABC):
     settings: ItsmSettings
 
     def write_back(self, ticket: RemoteTicket, result: TriageResult, marker: str) -> list[str]:
-        updates, paths, kept = fields_to_write(self.settings.fields, ticket, result, self.settings.review_route)
+        write_unsure = self.settings.review_writes == "all"
+        updates, paths, kept = fields_to_write(
+            self.settings.fields, ticket, result, self.settings.review_route, write_unsure
+        )
         where = f"{self.system}:{ticket.key}"
         written = [f"{where}:{name}" for name in self._update(ticket, result, updates, paths)]
         written += [f"{where}:kept-human-value:{path}" for path in kept]

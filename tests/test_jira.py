@@ -47,6 +47,7 @@ def settings(url: str, monkeypatch: pytest.MonkeyPatch, token: str = "secret-tok
         "project": "IT",
         "page_size": 2,
         "timeout_s": 2.0,
+        "review_writes": "all",  # the untrained test model reviews every ticket: write its guesses anyway
         "fields": FIELDS,
         **extra,
     }
@@ -83,6 +84,27 @@ def test_worker_triages_writes_back_once_and_routes_review(
         jira, store, "jira:IT", lambda key: [adf_to_text(c["body"]) for c in jira.comments[key]]
     )
     check_a_second_pass_writes_nothing(jira, connector, triager)
+    connector.close()
+
+
+def test_a_ticket_for_review_gets_its_confident_fields_only(
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+) -> None:
+    """The default `review_writes: confident`: a field under its threshold is left for the human,
+    and the note lists every guess with its confidence."""
+    jira, url = fake
+    key = jira.add_issue(*TICKETS[0])
+    connector = JiraConnector(settings(url, monkeypatch, review_writes="confident"))
+    worker, store = make_worker(triager, connector, tmp_path)
+    drain(worker)
+    job = store.get("jira:IT", key)
+    assert job is not None and job.result is not None and job.state == "needs_review"  # the untrained default
+    fields, unsure = jira.issues[key]["fields"], set(job.result["review_fields"])
+    assert "category" in unsure and fields.get("customfield_10050") is None
+    expected_group = None if "assignment_group" in unsure else job.result["assignment_group"]
+    assert fields.get("customfield_10060") == expected_group and "ticketsmith-review" in fields["labels"]
+    note = adf_to_text(jira.comments[key][0]["body"])
+    assert f"category: {job.result['category']} (" in note and "unsure: for a human to decide" in note
     connector.close()
 
 

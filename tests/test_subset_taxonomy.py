@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from ticketsmith.connectors.itsm import FieldTarget, RemoteTicket, fields_to_write, render_note
+from ticketsmith.connectors.itsm import FieldTarget, OurField, RemoteTicket, fields_to_write, render_note
 from ticketsmith.runtime.grammar import compile_grammar
 from ticketsmith.runtime.schema import result_json_schema
 from ticketsmith.runtime.settings import load_settings
@@ -93,11 +93,11 @@ def test_groups_only_model_triages_reviews_and_writes_back_what_it_defines(
     assert set(output) >= {"summary", "assignment_group"} and "category" not in output and "urgency" not in output
     assert set(output["confidence"]) == {"summary", "assignment_group"}
     assert output["untrained_fields"] == [] and output["review_fields"] in ([], ["assignment_group"])
-    mapping = {
+    mapping: dict[OurField, FieldTarget] = {
         "category": FieldTarget(field="customfield_1"),  # mapped, but this taxonomy has no category: skipped
         "assignment_group": FieldTarget(field="assignee_group", shape="name"),
     }
-    updates, written, _ = fields_to_write(mapping, RemoteTicket(key="T-1", text="VPN"), result)
+    updates, written, _ = fields_to_write(mapping, RemoteTicket(key="T-1", text="VPN"), result, write_unsure=True)
     assert updates == {"assignee_group": {"name": "Network Team"}} and written == ["assignee_group"]
     note = render_note(result, "[ts:1]")
     assert "assignment_group: Network Team" in note and "category" not in note
