@@ -17,8 +17,8 @@ TEXT_PATTERN = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u2
 
 
 class TriageRequest(BaseModel):
-    # Strict: `true` is not an id and `1` is not a text, as the schema says; python-re: the pattern
-    # must also see strings with lone surrogates, which JSON allows and the runtime replaces.
+    # Strict: `true` is not an id and `1` is not a text, as the schema says; python-re: the pattern is
+    # matched by the engine the test checks it with, code point by code point.
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
