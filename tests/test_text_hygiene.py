@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ticketsmith.runtime.errors import TicketError
-from ticketsmith.runtime.text_hygiene import clean_ticket_text
+from ticketsmith.runtime.text_hygiene import clean_ticket_text, strip_html
 
 ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=300)
 
@@ -33,3 +33,14 @@ def test_lone_surrogates_and_crlf() -> None:
 def test_empty(text: str) -> None:
     with pytest.raises(TicketError):
         clean_ticket_text(text, 100)
+
+
+def test_html_mail_bodies_lose_their_style_and_script() -> None:
+    outlook = (
+        "<html><head><style>p.MsoNormal{margin:0cm;font-family:Calibri}</style><script>track()</script></head>"
+        "<body><p class=MsoNormal>Cannot connect<br>since 8am</p><ul><li>VPN &amp; Wi-Fi</li></ul></body></html>"
+    )
+    text = strip_html(outlook)
+    assert "MsoNormal" not in text and "track" not in text
+    assert text.split("\n")[:2] == ["Cannot connect", "since 8am"] and "VPN & Wi-Fi" in text
+    assert strip_html("CPU < 50% and load > 3") == "CPU < 50% and load > 3"  # not HTML: left as it is
