@@ -177,3 +177,11 @@ def test_worker_with_a_missing_secret_stops_before_the_model_loads(tmp_path: Pat
     out = run("worker", "--config", str(config))
     assert out.returncode == 2
     assert out.stderr.decode().strip() == "error: the environment variable TICKETSMITH_TEST_UNSET_TOKEN is not set"
+
+
+@pytest.mark.parametrize("flag", ["--output", "-o", "--out"])
+def test_every_command_writes_with_output_or_its_aliases(tmp_path: Path, flag: str) -> None:
+    target = tmp_path / "synth.jsonl"
+    out = run("data", "synth", "-n", "3", flag, str(target))
+    assert out.returncode == 0, out.stderr
+    assert len(target.read_text().splitlines()) == 3

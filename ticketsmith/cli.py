@@ -33,10 +33,12 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="runti
 ModelOption = Annotated[
     Path | None,
     typer.Option(
-        help="a GGUF (its convert manifest may bring a label head) or a `train` run folder (default: embedded)"
+        "--model",
+        "-m",
+        help="a GGUF (its convert manifest may bring a label head) or a `train` run folder (default: embedded)",
     ),
 ]
-ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", "-t", help="CPU threads")]
 NCtxOption = Annotated[int | None, typer.Option("--n-ctx", help="context size in tokens")]
 LoraOption = Annotated[Path | None, typer.Option("--lora", help="GGUF LoRA adapter applied over --model")]
 GpuLayersOption = Annotated[int | None, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")]
@@ -65,7 +67,7 @@ def schema(taxonomy: TaxonomyOption = None) -> None:
 @app.command()
 def grammar(
     taxonomy: TaxonomyOption = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: print)")] = None,
+    out: Annotated[Path | None, typer.Option("--output", "-o", "--out", help="file to write (default: print)")] = None,
 ) -> None:
     """Compile the taxonomy into the GBNF grammar the runtime decodes under."""
     loaded = _taxonomy(taxonomy)
@@ -105,7 +107,9 @@ def triage(
     input_file: Annotated[
         Path | None, typer.Option("--input", "-i", help='JSONL of {"id", "text"}; - for stdin')
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write JSONL here instead of stdout")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", "--out", help="write JSONL here instead of stdout")
+    ] = None,
     config: ConfigOption = None,
     model: ModelOption = None,
     taxonomy: TaxonomyOption = None,
@@ -164,7 +168,7 @@ def data_synth(
     n: Annotated[int, typer.Option("-n", help="number of tickets", min=1)] = 500,
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same tickets")] = 0,
     taxonomy: TaxonomyOption = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file (default: stdout)")] = None,
+    out: Annotated[Path | None, typer.Option("--output", "-o", "--out", help="JSONL file (default: stdout)")] = None,
 ) -> None:
     """Generate labelled synthetic tickets from the taxonomy."""
     from ticketsmith.train.synth import generate
@@ -186,7 +190,7 @@ def data_synth(
 def data_import(
     export: Annotated[Path, typer.Argument(help="ITSM export: .csv or .jsonl")],
     mapping: Annotated[str, typer.Option("--map", help="FIELD=COLUMN[+COLUMN],... e.g. text=title+body,category=Type")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for train/dev/test.jsonl")],
+    out: Annotated[Path, typer.Option("--output", "-o", "--out", help="folder for train/dev/test.jsonl")],
     taxonomy: TaxonomyOption = None,
     derive_taxonomy: Annotated[
         Path | None, typer.Option("--derive-taxonomy", help="write a taxonomy YAML from the export's labels and use it")
@@ -224,7 +228,7 @@ def data_import(
 @app.command("eval")
 def evaluate(
     data: Annotated[Path, typer.Option("--data", help="labelled JSONL: text plus any of the label fields")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="report folder")] = Path("eval-report"),
+    out: Annotated[Path, typer.Option("--output", "-o", "--out", help="report folder")] = Path("eval-report"),
     limit: Annotated[int | None, typer.Option(help="evaluate the first N tickets only")] = None,
     target_precision: Annotated[float, typer.Option(help="precision the review threshold should reach")] = 0.95,
     config: ConfigOption = None,

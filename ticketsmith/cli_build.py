@@ -18,7 +18,9 @@ def _missing_extra(exc: ImportError) -> typer.Exit:
 @app.command()
 def train(
     train_data: Annotated[Path | None, typer.Option("--data", help="labelled JSONL to train on")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="run folder: checkpoints/ and adapter/")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--output", "-o", "--out", help="run folder: checkpoints/ and adapter/")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="training config YAML")] = None,
     base: Annotated[Path | None, typer.Option(help="HF model folder or GGUF file (default: embedded SmolLM2)")] = None,
     dev_data: Annotated[Path | None, typer.Option("--dev", help="labelled JSONL for the final dev loss")] = None,
@@ -96,7 +98,7 @@ def train(
 @app.command()
 def convert(
     adapter: Annotated[Path, typer.Option(help="adapter folder written by `ticketsmith train`")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="GGUF file to write")],
+    out: Annotated[Path, typer.Option("--output", "-o", "--out", help="GGUF file to write")],
     base: Annotated[Path | None, typer.Option(help="base model (default: the one recorded in the adapter)")] = None,
     quant: Annotated[str, typer.Option(help="Q4_K_M, Q5_K_M, Q8_0 or F16")] = "Q4_K_M",
     lora_gguf: Annotated[bool, typer.Option("--lora-gguf", help="write the adapter alone as a GGUF LoRA")] = False,
