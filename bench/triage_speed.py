@@ -20,8 +20,8 @@ import typer
 
 from bench.memory import measure
 from bench.reference import ReferenceAnswer, ReferenceTriager
-from ticketsmith.runtime.cpu_backend import ExtraBuffers
 from ticketsmith.runtime.decoder import DecodeStats
+from ticketsmith.runtime.options import ExtraBuffers
 from ticketsmith.runtime.schema import Ticket
 from ticketsmith.runtime.settings import load_settings
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS

@@ -11,12 +11,12 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_cpp_lib
 
-ExtraBuffers = Literal["auto", "on", "off"]
+from ticketsmith.runtime.options import ExtraBuffers
+
 log = logging.getLogger(__name__)
 _reported: set[tuple[str, bool]] = set()
 

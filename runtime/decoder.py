@@ -17,7 +17,6 @@ With a label head (runtime/fusion), each decision is made on the fused distribut
 then the field's confidence; the LLM's own distribution is kept beside it for `eval`."""
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,10 +27,10 @@ from ticketsmith.runtime.errors import DecodingError
 from ticketsmith.runtime.fusion import FieldParts, FieldPrior, TicketPriors
 from ticketsmith.runtime.json_string import BOUNDARY, Step, StringState, advance
 from ticketsmith.runtime.label_trie import LabelTrie
+from ticketsmith.runtime.options import LabelSearch
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 
-LabelSearch = Literal["exact", "greedy"]
 CHARACTER_TAIL_TOKENS = 5  # the most tokens past the summary's bound that finish a \u escape: u and 4 digits
 
 

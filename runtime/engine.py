@@ -5,21 +5,20 @@ labels of a field in one batch), a unified KV cache and logits of chosen rows, h
 
 import ctypes
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from ticketsmith.runtime.cpu_backend import CpuBackend, ExtraBuffers, choose
+from ticketsmith.runtime.cpu_backend import CpuBackend, choose
 from ticketsmith.runtime.errors import ModelError
+from ticketsmith.runtime.options import ExtraBuffers, FlashAttention
 
 GGUF_MAGIC = b"GGUF"
-FlashAttention = Literal["auto", "on", "off"]
 _FLASH_ATTN_TYPES = {
     "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
     "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -217,7 +216,3 @@ class LlamaEngine:
 
     def copy(self, source: int, target: int, start: int, end: int = -1) -> None:
         llama_cpp.llama_memory_seq_cp(self._memory, source, target, start, end)
-
-
-def default_threads() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))

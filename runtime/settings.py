@@ -7,9 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ticketsmith.runtime.cpu_backend import ExtraBuffers
-from ticketsmith.runtime.decoder import LabelSearch
-from ticketsmith.runtime.engine import FlashAttention, default_threads
+from ticketsmith.runtime.options import ExtraBuffers, FlashAttention, LabelSearch, default_threads
 from ticketsmith.runtime.schema import SUMMARY_MAX_TOKENS
 from ticketsmith.runtime.yaml_config import YamlLayer, load_section, load_with_overrides
 

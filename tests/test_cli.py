@@ -185,3 +185,16 @@ def test_every_command_writes_with_output_or_its_aliases(tmp_path: Path, flag: s
     out = run("data", "synth", "-n", "3", flag, str(target))
     assert out.returncode == 0, out.stderr
     assert len(target.read_text().splitlines()) == 3
+
+
+def test_help_imports_no_llama_cpp() -> None:
+    """`ticketsmith --help` (and reading settings) must not pay for loading llama.cpp."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ticketsmith", "--help"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 and b"Usage" in out.stdout
+    imported = [line.split(b"|")[-1].strip() for line in out.stderr.splitlines() if line.startswith(b"import time:")]
+    assert imported and not [name for name in imported if name.split(b".")[0] in (b"llama_cpp", b"torch")]
