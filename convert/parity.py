@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ticketsmith.progress import track
 from ticketsmith.runtime.schema import TriageResult
 from ticketsmith.runtime.settings import load_settings
 from ticketsmith.runtime.taxonomy import load_taxonomy
@@ -32,7 +33,8 @@ def _triage_all(
     triager = Triager(load_settings(model_path=model, lora_path=lora, taxonomy_path=taxonomy))
     try:
         inputs = [TicketInput(text=str(row["text"]), id=i) for i, row in enumerate(rows)]
-        return [r if isinstance(r, TriageResult) else None for r in triager.triage_many(inputs)]
+        results = track(triager.triage_many(inputs), f"parity {model.name}", len(inputs))
+        return [r if isinstance(r, TriageResult) else None for r in results]
     finally:
         triager.close()
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ticketsmith.progress import track
 from ticketsmith.runtime.errors import TicketsmithError
 from ticketsmith.runtime.grammar import compile_grammar, write_grammar
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
@@ -101,6 +102,15 @@ def _load_triager(
     return Triager(settings)
 
 
+def _count_lines(path: Path) -> int | None:
+    """Lines of a JSONL batch, for the progress bar's time left; None if it cannot be read twice."""
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+
+
 @app.command()
 def triage(
     text: Annotated[str | None, typer.Argument(help="one ticket's text")] = None,
@@ -144,8 +154,9 @@ def triage(
     sink = output.open("w", encoding="utf-8") if output else sys.stdout
     counts = {"ok": 0, "review": 0, "error": 0}
     started = time.perf_counter()
+    lines = _count_lines(input_file) if source is None else None
     with stream:
-        for result in triager.triage_many(read_ticket_lines(stream)):
+        for result in track(triager.triage_many(read_ticket_lines(stream)), "triage", lines):
             sink.write(result.model_dump_json() + "\n")
             sink.flush()  # each finished ticket is on disk even if a later one crashes the process
             if isinstance(result, TriageError):

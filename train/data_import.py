@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
+from ticketsmith.progress import track
 from ticketsmith.runtime.errors import ConfigError
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LABEL_SET_KEYS, LabelField, Taxonomy
 from ticketsmith.runtime.text_hygiene import strip_html
@@ -162,7 +163,7 @@ def import_export(
     unknown_values: dict[str, Counter[str]] = defaultdict(Counter)
     duplicates_by_label: Counter[str] = Counter()
     kept: list[dict[str, str]] = []
-    for row in export.rows():
+    for row in track(export.rows(), "import"):
         report.rows += 1
         record = map_row(row, mapping, path)
         record["text"] = clean_text(record["text"])

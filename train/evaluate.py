@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, Field
 
+from ticketsmith.progress import track
 from ticketsmith.runtime.errors import DecodingError, TicketError
 from ticketsmith.runtime.fusion import FieldParts
 from ticketsmith.runtime.schema import TriageResult
@@ -76,7 +77,7 @@ def evaluate(
     fields_defined = triager.taxonomy.fields
     scored_fields: list[str] = [f for f in fields_defined if any(f in row for row in rows)]  # absent: skipped
     outcomes: list[tuple[TriageResult, dict[str, FieldParts]] | None] = []
-    for row in rows:
+    for row in track(rows, "eval", len(rows)):
         try:
             outcome = triager.triage_with_parts(row["text"], row.get("id"))
             outcomes.append((outcome.result, outcome.parts))
