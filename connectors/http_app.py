@@ -35,10 +35,11 @@ from ticketsmith.connectors.http_contract import (
 from ticketsmith.connectors.http_errors import install_error_handlers, invalid
 from ticketsmith.connectors.http_guard import BearerTokens, RequestGuard
 from ticketsmith.connectors.itsm_worker import ItsmWorker
-from ticketsmith.connectors.job_store import JobStore, SqliteJobStore
+from ticketsmith.connectors.job_store import JobStore
 from ticketsmith.connectors.metrics import ServiceMetrics
 from ticketsmith.connectors.triage_port import TicketTriager
 from ticketsmith.connectors.webhooks import WebhookEndpoint, WebhookRejected
+from ticketsmith.connectors.store_config import open_store
 from ticketsmith.connectors.worker_config import WorkerConfig
 from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
 from ticketsmith.runtime.schema import TriageResult
@@ -213,7 +214,7 @@ def start_http(
 ) -> Callable[[], None]:
     """The HTTP side of a worker process, with its own connection to the job store; returns `stop`."""
     assert config.http is not None
-    store = SqliteJobStore(config.state_dir / "jobs.db")
+    store = open_store(config.store, config.state_dir)
     metrics = ServiceMetrics(store.counts, triager.model_info())
     triager.observers.append(metrics.observe)
     webhooks = {

@@ -4,8 +4,10 @@ at any instant leaves its job to be claimed again once the lease runs out.
 A claim counts as an attempt, so a ticket that crashes the worker every time ends dead-lettered
 after `max_attempts` instead of looping forever. Only the lease holder may finish or fail a job: a
 worker whose lease ran out (and whose job another worker has taken) gets LeaseLost, never a second
-write. `JobStore` is the interface; SQLite in WAL mode is the embedded backend, and a shared
-PostgreSQL backend can implement the same protocol for several workers on several machines."""
+write. `JobStore` is the interface; SQLite in WAL mode is the embedded backend, and PostgreSQL
+(connectors/pg_job_store.py) implements the same protocol for several workers on several machines.
+Operators see and mend the queue through the same interface (`ticketsmith jobs`): list, show,
+requeue dead jobs, purge finished ones."""
 
 import json
 import random
@@ -18,8 +20,11 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from ticketsmith.runtime.errors import TicketsmithError
+
 JobState = Literal["new", "processing", "done", "needs_review", "failed", "dead"]
 FinalState = Literal["done", "needs_review"]
+JOB_STATES: tuple[JobState, ...] = ("new", "processing", "done", "needs_review", "failed", "dead")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,11 +55,25 @@ CREATE TABLE IF NOT EXISTS audit (
     at REAL NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS job_errors (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    at REAL NOT NULL,
+    attempt INTEGER NOT NULL,
+    error TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_errors_job ON job_errors (job_id);
+CREATE INDEX IF NOT EXISTS audit_job ON audit (job_id);
 """
 
 
 class LeaseLost(Exception):
     """The job is no longer this worker's: its lease ran out and it may be in other hands."""
+
+
+class StoreUnavailable(TicketsmithError):
+    """The job store cannot be reached (a database server down or unreachable). The worker pauses and
+    retries; at start-up it is a one-line error, since nothing can work without the store."""
 
 
 class Job(BaseModel):
@@ -69,6 +88,8 @@ class Job(BaseModel):
     next_attempt_at: float
     last_error: str | None
     result: dict[str, Any] | None
+    created_at: float = 0.0
+    updated_at: float = 0.0
 
 
 class AuditRecord(BaseModel):
@@ -79,6 +100,27 @@ class AuditRecord(BaseModel):
     output: dict[str, Any]
     confidences: dict[str, float] = Field(default_factory=dict)
     written_to: list[str] = Field(default_factory=list)
+    # shadow: the source's `mode: shadow` wrote nothing back on purpose (written_to is empty).
+    mode: Literal["live", "shadow"] = "live"
+
+
+class AuditEntry(BaseModel):
+    at: float
+    record: AuditRecord
+
+
+class JobError(BaseModel):
+    """One failed attempt, kept so that an operator sees the history, not only the last error."""
+
+    at: float
+    attempt: int
+    error: str
+
+
+class JobDetail(BaseModel):
+    job: Job
+    errors: list[JobError]
+    audit: list[AuditEntry]
 
 
 class RetryPolicy(BaseModel):
@@ -109,6 +151,14 @@ class JobStore(Protocol):
     def counts(self) -> dict[str, int]: ...
     def get_cursor(self, source: str) -> str | None: ...
     def set_cursor(self, source: str, value: str) -> None: ...
+    def audit_records(self, job_id: int) -> list[AuditRecord]: ...
+    def close(self) -> None: ...
+    # for operators (`ticketsmith jobs`)
+    def now(self) -> float: ...
+    def list_jobs(self, state: JobState | None = None, source: str | None = None, limit: int = 100) -> list[Job]: ...
+    def show(self, job_id: int) -> JobDetail | None: ...
+    def requeue(self, job_id: int | None = None, source: str | None = None) -> int: ...
+    def purge(self, older_than_s: float, source: str | None = None) -> int: ...
 
 
 class SqliteJobStore:
@@ -186,10 +236,15 @@ class SqliteJobStore:
                 if job.attempts <= self.policy.max_attempts:
                     return job
                 # every earlier attempt died with its worker: dead-letter it instead of crashing again
+                error = f"gave up: {job.attempts - 1} attempts never finished"
                 db.execute(
                     "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_until = NULL, last_error = ?"
                     " WHERE id = ?",
-                    (f"gave up: {job.attempts - 1} attempts never finished", job.id),
+                    (error, job.id),
+                )
+                db.execute(
+                    "INSERT INTO job_errors (job_id, at, attempt, error) VALUES (?, ?, ?, ?)",
+                    (job.id, now, job.attempts - 1, error),
                 )
 
     def extend(self, job_id: int, worker: str, lease_s: float) -> None:
@@ -232,6 +287,10 @@ class SqliteJobStore:
                 job_id,
                 worker,
             )
+            db.execute(
+                "INSERT INTO job_errors (job_id, at, attempt, error) VALUES (?, ?, ?, ?)",
+                (job_id, now, attempts, error),
+            )
         return state
 
     def release(self, job_id: int, worker: str) -> None:
@@ -272,6 +331,59 @@ class SqliteJobStore:
     def audit_records(self, job_id: int) -> list[AuditRecord]:
         rows = self._db.execute("SELECT record FROM audit WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
         return [AuditRecord.model_validate_json(row[0]) for row in rows]
+
+    def now(self) -> float:
+        return self._clock()
+
+    def list_jobs(self, state: JobState | None = None, source: str | None = None, limit: int = 100) -> list[Job]:
+        """The most recently changed jobs first, optionally of one state and one source."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE (? IS NULL OR state = ?) AND (? IS NULL OR source = ?)"
+            " ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (state, state, source, source, limit),
+        ).fetchall()
+        return [_job(row) for row in rows]
+
+    def show(self, job_id: int) -> JobDetail | None:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        errors = self._db.execute(
+            "SELECT at, attempt, error FROM job_errors WHERE job_id = ? ORDER BY id", (job_id,)
+        ).fetchall()
+        audit = self._db.execute("SELECT at, record FROM audit WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+        return JobDetail(
+            job=_job(row),
+            errors=[JobError(at=at, attempt=attempt, error=error) for at, attempt, error in errors],
+            audit=[AuditEntry(at=at, record=AuditRecord.model_validate_json(record)) for at, record in audit],
+        )
+
+    def requeue(self, job_id: int | None = None, source: str | None = None) -> int:
+        """Give dead jobs (one, or every one of a source) a fresh set of attempts; returns how many.
+        Their error history stays, so `show` still tells why they died before."""
+        if job_id is None and source is None:
+            raise ValueError("requeue needs a job id or a source")
+        now = self._clock()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET state = 'new', attempts = 0, next_attempt_at = ?, lease_owner = NULL,"
+                " lease_until = NULL, updated_at = ? WHERE state = 'dead' AND (? IS NULL OR id = ?)"
+                " AND (? IS NULL OR source = ?)",
+                (now, now, job_id, job_id, source, source),
+            )
+        return cursor.rowcount
+
+    def purge(self, older_than_s: float, source: str | None = None) -> int:
+        """Delete finished jobs (done, needs_review) unchanged for `older_than_s`, with their audit
+        records and errors; returns how many jobs went."""
+        cutoff = self._clock() - older_than_s
+        where = "state IN ('done', 'needs_review') AND updated_at < ? AND (? IS NULL OR source = ?)"
+        params = (cutoff, source, source)
+        with self._transaction() as db:
+            for table in ("audit", "job_errors"):
+                db.execute(f"DELETE FROM {table} WHERE job_id IN (SELECT id FROM jobs WHERE {where})", params)
+            cursor = db.execute(f"DELETE FROM jobs WHERE {where}", params)
+        return cursor.rowcount
 
 
 def _job(row: sqlite3.Row) -> Job:

@@ -12,6 +12,8 @@ from typing import Protocol
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from ticketsmith.connectors.job_store import StoreUnavailable
+from ticketsmith.connectors.store_outage import StoreOutage
 from ticketsmith.runtime.triager import Triager
 
 
@@ -36,10 +38,16 @@ def run_service(
     for folder in watch:
         observer.schedule(_Wake(wake), str(folder), recursive=False)
     observer.start()
+    outage = StoreOutage()
     try:
         while not stop.is_set():
-            for source in sources:
-                source.tick(stop)
+            try:
+                for source in sources:
+                    source.tick(stop)
+            except StoreUnavailable as exc:  # the database went away: pause, never crash
+                stop.wait(outage.failed(exc))
+                continue
+            outage.recovered()
             wake.wait(idle_s)
             wake.clear()
     finally:

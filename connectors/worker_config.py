@@ -3,6 +3,7 @@
 Example `worker.yaml` (secrets come from the environment or files, never from this file):
 
     state_dir: /var/lib/ticketsmith
+    # store: {url: postgresql://ticketsmith@db/ticketsmith, password: {env: TICKETSMITH_DB_PASSWORD}}
     runtime: {model_path: /opt/ticketsmith/models/tickets.Q4_K_M.gguf, n_threads: 4}
     inbox: {root: /var/lib/ticketsmith/tickets}
     jira:
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from ticketsmith.connectors.http_contract import DEFAULT_MAX_BODY_BYTES
 from ticketsmith.connectors.itsm import ItsmSettings, Secret
 from ticketsmith.connectors.registry import connector_kinds
+from ticketsmith.connectors.store_config import StoreSettings
 from ticketsmith.runtime.yaml_config import load_with_overrides
 
 
@@ -61,6 +63,7 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state_dir: Path = Field(description="the job store (jobs.db) lives here")
+    store: StoreSettings | None = Field(None, description="a shared PostgreSQL job store instead of jobs.db")
     runtime: dict[str, Any] = Field(default_factory=dict, description="runtime settings, as in a --config file")
     lease_s: float = Field(60.0, gt=0, description="a killed worker's ticket comes back after this long")
     poll_interval_s: float = Field(30.0, gt=0)

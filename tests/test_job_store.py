@@ -1,4 +1,6 @@
-"""The durable job store: exclusive leased claims, retries, dead letters, and survival of SIGKILL."""
+"""The durable job store: exclusive leased claims, retries, dead letters, operator repairs, and survival
+of SIGKILL. The contract tests run over both stores (SQLite, and PostgreSQL when a server is reachable:
+tests/pg_helpers.py); the PostgreSQL-only ones live in tests/test_pg_job_store.py."""
 
 import os
 import random
@@ -7,44 +9,92 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from ticketsmith.connectors.job_store import AuditRecord, LeaseLost, RetryPolicy, SqliteJobStore
+from tests.pg_helpers import fresh_schema, require_postgres
+from ticketsmith.connectors.job_store import AuditRecord, JobStore, LeaseLost, RetryPolicy, SqliteJobStore
+
+if TYPE_CHECKING:
+    from ticketsmith.connectors.pg_job_store import PostgresJobStore
 
 
-class Clock:
+class Clock(Protocol):
+    """The store's clock as a test sees it: read it, and move it forward without sleeping."""
+
+    def __call__(self) -> float: ...
+    def advance(self, seconds: float) -> None: ...
+
+
+class ManualClock:
     def __init__(self) -> None:
         self.now = 1_000.0
 
     def __call__(self) -> float:
         return self.now
 
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class DatabaseClock:
+    """PostgreSQL's `now()` plus the store's offset: the only clock its leases obey."""
+
+    def __init__(self, store: "PostgresJobStore") -> None:
+        self.store = store
+
+    def __call__(self) -> float:
+        return self.store.now()
+
+    def advance(self, seconds: float) -> None:
+        self.store.clock_offset_s += seconds
+
+
+POLICY = RetryPolicy(max_attempts=3, base_delay_s=10, max_delay_s=100, jitter=0.2)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_and_clock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[JobStore, Clock]]:
+    if request.param == "sqlite":
+        clock = ManualClock()
+        sqlite = SqliteJobStore(tmp_path / "jobs.db", POLICY, clock=clock, rng=random.Random(1))
+        yield sqlite, clock
+        sqlite.close()
+        return
+    url = require_postgres()
+    from ticketsmith.connectors.pg_job_store import PostgresJobStore
+
+    with fresh_schema(url) as schema:
+        pg = PostgresJobStore(url, schema=schema, policy=POLICY, rng=random.Random(1))
+        yield pg, DatabaseClock(pg)
+        pg.close()
+
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def store(store_and_clock: tuple[JobStore, Clock]) -> JobStore:
+    return store_and_clock[0]
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> SqliteJobStore:
-    policy = RetryPolicy(max_attempts=3, base_delay_s=10, max_delay_s=100, jitter=0.2)
-    return SqliteJobStore(tmp_path / "jobs.db", policy, clock=clock, rng=random.Random(1))
+def clock(store_and_clock: tuple[JobStore, Clock]) -> Clock:
+    return store_and_clock[1]
 
 
 AUDIT = AuditRecord(input_hash="h", model="m", output={"category": "Network"}, written_to=["jira:IT-1"])
 
 
-def test_a_ticket_seen_twice_is_one_job(store: SqliteJobStore) -> None:
+def test_a_ticket_seen_twice_is_one_job(store: JobStore) -> None:
     assert store.enqueue("jira", "IT-1", {"text": "VPN down"})
     assert not store.enqueue("jira", "IT-1", {"text": "VPN down (edited)"})
     assert store.enqueue("inbox", "IT-1", {"text": "other source"})
     assert store.counts() == {"new": 2}
 
 
-def test_claim_complete_and_audit(store: SqliteJobStore) -> None:
+def test_claim_complete_and_audit(store: JobStore) -> None:
     store.enqueue("jira", "IT-1", {"text": "VPN down"})
     job = store.claim("w1", lease_s=30)
     assert job is not None and job.state == "processing" and job.attempts == 1
@@ -57,11 +107,11 @@ def test_claim_complete_and_audit(store: SqliteJobStore) -> None:
         store.complete(job.id, "w1", "done", {}, AUDIT)  # finished jobs cannot be written twice
 
 
-def test_expired_lease_goes_to_another_worker_and_the_first_cannot_write(store: SqliteJobStore, clock: Clock) -> None:
+def test_expired_lease_goes_to_another_worker_and_the_first_cannot_write(store: JobStore, clock: Clock) -> None:
     store.enqueue("jira", "IT-1", {"text": "x"})
     first = store.claim("w1", lease_s=30)
     assert first is not None
-    clock.now += 31
+    clock.advance(31)
     second = store.claim("w2", lease_s=30)
     assert second is not None and second.id == first.id and second.attempts == 2
     with pytest.raises(LeaseLost):
@@ -72,30 +122,30 @@ def test_expired_lease_goes_to_another_worker_and_the_first_cannot_write(store: 
     assert store.audit_records(first.id) == [AUDIT]
 
 
-def test_failures_back_off_honour_retry_after_and_end_dead(store: SqliteJobStore, clock: Clock) -> None:
+def test_failures_back_off_honour_retry_after_and_end_dead(store: JobStore, clock: Clock) -> None:
     store.enqueue("jira", "IT-1", {"text": "x"})
     job = store.claim("w1", 30)
     assert job is not None
     assert store.fail(job.id, "w1", "HTTP 500") == "failed"
     assert store.claim("w1", 30) is None  # not yet due
     retry_at = store.get("jira", "IT-1").next_attempt_at  # type: ignore[union-attr]
-    assert 8 <= retry_at - clock.now <= 12  # 10 s +- 20% jitter
-    clock.now = retry_at
+    assert 8 <= retry_at - clock() <= 12  # 10 s +- 20% jitter
+    clock.advance(retry_at - clock() + 0.001)
     job = store.claim("w1", 30)
     assert job is not None and job.attempts == 2
     assert store.fail(job.id, "w1", "HTTP 429", retry_after=90) == "failed"
-    assert store.get("jira", "IT-1").next_attempt_at - clock.now == pytest.approx(90)  # type: ignore[union-attr]
-    clock.now += 90
+    assert store.get("jira", "IT-1").next_attempt_at - clock() == pytest.approx(90, abs=0.5)  # type: ignore[union-attr]
+    clock.advance(90)
     job = store.claim("w1", 30)
     assert job is not None and job.attempts == 3
     assert store.fail(job.id, "w1", "HTTP 500") == "dead"
-    clock.now += 10_000
+    clock.advance(10_000)
     assert store.claim("w1", 30) is None
     dead = store.get("jira", "IT-1")
     assert dead is not None and dead.state == "dead" and dead.last_error == "HTTP 500"
 
 
-def test_release_does_not_count_an_attempt(store: SqliteJobStore) -> None:
+def test_release_does_not_count_an_attempt(store: JobStore) -> None:
     store.enqueue("inbox", "a.txt", {"text": "x"})
     job = store.claim("w1", 30)
     assert job is not None
@@ -104,14 +154,73 @@ def test_release_does_not_count_an_attempt(store: SqliteJobStore) -> None:
     assert again is not None and again.attempts == 1
 
 
-def test_a_job_that_kills_every_worker_is_dead_lettered(store: SqliteJobStore, clock: Clock) -> None:
+def test_a_job_that_kills_every_worker_is_dead_lettered(store: JobStore, clock: Clock) -> None:
     store.enqueue("inbox", "poison.txt", {"text": "x"})
     for _ in range(3):
         assert store.claim("w", 30) is not None
-        clock.now += 31  # the worker died: its lease runs out
+        clock.advance(31)  # the worker died: its lease runs out
     assert store.claim("w", 30) is None
     dead = store.get("inbox", "poison.txt")
     assert dead is not None and dead.state == "dead" and "never finished" in (dead.last_error or "")
+
+
+def test_operators_list_show_requeue_and_purge(store: JobStore, clock: Clock) -> None:
+    for key in ("IT-1", "IT-2", "IT-3"):
+        store.enqueue("jira:IT", key, {"key": key})
+    store.enqueue("inbox", "a.txt", {"name": "a.txt"})
+    gone = store.claim("w", 30, ("jira:IT",))
+    assert gone is not None and gone.external_id == "IT-1"
+    assert store.fail(gone.id, "w", "HTTP 404: issue does not exist", permanent=True) == "dead"
+    done = store.claim("w", 30, ("jira:IT",))
+    assert done is not None
+    store.complete(done.id, "w", "done", {"category": "Network"}, AUDIT)
+
+    assert [job.external_id for job in store.list_jobs(state="dead")] == ["IT-1"]
+    assert {job.external_id for job in store.list_jobs(source="jira:IT")} == {"IT-1", "IT-2", "IT-3"}
+    assert [job.external_id for job in store.list_jobs(state="new", source="inbox")] == ["a.txt"]
+    assert len(store.list_jobs(limit=2)) == 2
+    detail = store.show(gone.id)
+    assert detail is not None and detail.job.state == "dead" and detail.audit == []
+    assert [(e.attempt, e.error) for e in detail.errors] == [(1, "HTTP 404: issue does not exist")]
+    finished = store.show(done.id)
+    assert finished is not None and [entry.record for entry in finished.audit] == [AUDIT] and finished.errors == []
+    assert store.show(9_999) is None
+
+    assert store.requeue(done.id) == 0  # only dead jobs come back
+    in_hand = store.claim("w", 30, ("jira:IT",))
+    assert in_hand is not None and in_hand.external_id == "IT-3"
+    assert store.requeue(gone.id) == 1
+    again = store.claim("w", 30, ("jira:IT",))
+    assert again is not None and again.id == gone.id and again.attempts == 1  # a fresh set of attempts
+    store.fail(again.id, "w", "HTTP 404 again", permanent=True)
+    detail = store.show(gone.id)
+    assert detail is not None and [e.error for e in detail.errors] == [
+        "HTTP 404: issue does not exist",
+        "HTTP 404 again",
+    ]
+    inbox_job = store.claim("w", 30, ("inbox",))
+    assert inbox_job is not None
+    store.fail(inbox_job.id, "w", "unreadable", permanent=True)
+    assert store.requeue(source="jira:IT") == 1  # every dead job of that source, no other
+    assert [job.external_id for job in store.list_jobs(state="dead")] == ["a.txt"]
+    with pytest.raises(ValueError):
+        store.requeue()
+
+    clock.advance(3_600)
+    assert store.purge(7_200) == 0
+    assert store.purge(1_800, source="inbox") == 0
+    assert store.purge(1_800) == 1  # the finished one; new and dead jobs stay
+    assert store.get("jira:IT", "IT-2") is None and store.show(done.id) is None
+    assert store.counts() == {"new": 1, "processing": 1, "dead": 1}
+    assert store.enqueue("jira:IT", "IT-2", {"key": "IT-2"})  # reported again, it is a new job
+
+
+def test_cursors_persist_per_source(store: JobStore) -> None:
+    assert store.get_cursor("jira:IT") is None
+    store.set_cursor("jira:IT", "IT-5")
+    store.set_cursor("jira:IT", "IT-9")
+    store.set_cursor("zoho:1", "2026-11-24T08:00:00Z")
+    assert store.get_cursor("jira:IT") == "IT-9" and store.get_cursor("zoho:1") == "2026-11-24T08:00:00Z"
 
 
 def _claim_all(path: str) -> list[int]:

@@ -33,9 +33,9 @@ def worker(
     from ticketsmith.connectors.inbox import InboxFolders
     from ticketsmith.connectors.inbox_worker import InboxWorker
     from ticketsmith.connectors.itsm_worker import ItsmWorker
-    from ticketsmith.connectors.job_store import SqliteJobStore
     from ticketsmith.connectors.registry import connector_for
     from ticketsmith.connectors.service import Source, run_service
+    from ticketsmith.connectors.store_config import open_store
     from ticketsmith.connectors.worker_config import InboxSettings, load_worker_config, source_keys
     from ticketsmith.runtime.settings import RUNTIME_PATH_KEYS, load_settings
     from ticketsmith.runtime.triager import Triager
@@ -60,11 +60,11 @@ def worker(
             keys = ", ".join(f"`{key}`" for key in source_keys())
             raise typer.BadParameter(f"no source: give --inbox or a --config with one of {keys}")
         settings.check_secrets()
+        store = open_store(settings.store, settings.state_dir)  # unreachable: one line, exit 2
         typer.echo("loading the model", err=True)
         triager = Triager(runtime)
     except TicketsmithError as exc:
         raise _fail(exc) from None
-    store = SqliteJobStore(settings.state_dir / "jobs.db")
     worker_id = f"{os.uname().nodename}-{os.getpid()}"
     sources: list[Source] = []
     watch: list[Path] = []
@@ -95,6 +95,9 @@ def worker(
             stop_http()
         for itsm_worker in itsm_workers.values():
             itsm_worker.connector.close()
-        counts = store.counts()
+        try:
+            counts: object = store.counts()
+        except TicketsmithError:  # a database that is down must not turn a clean stop into a traceback
+            counts = "unknown (the job store is unavailable)"
         store.close()
         typer.echo(f"stopped; jobs by state: {counts}", err=True)
