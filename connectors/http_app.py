@@ -37,9 +37,9 @@ from ticketsmith.connectors.http_guard import BearerTokens, RequestGuard
 from ticketsmith.connectors.itsm_worker import ItsmWorker
 from ticketsmith.connectors.job_store import JobStore
 from ticketsmith.connectors.metrics import ServiceMetrics
+from ticketsmith.connectors.store_config import open_store
 from ticketsmith.connectors.triage_port import TicketTriager
 from ticketsmith.connectors.webhooks import WebhookEndpoint, WebhookRejected
-from ticketsmith.connectors.store_config import open_store
 from ticketsmith.connectors.worker_config import WorkerConfig
 from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
 from ticketsmith.runtime.schema import TriageResult
