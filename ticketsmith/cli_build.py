@@ -71,6 +71,13 @@ def train(
             lora_targets=lora_targets.split(",") if lora_targets else None,
             quantization=quantization,
         )
+        if not head_only:  # a QLoRA that cannot run here stops now, not after the head is fitted
+            try:
+                from ticketsmith.train.qlora import plan_4bit
+
+                plan_4bit(settings.quantization)
+            except ImportError as exc:
+                raise _missing_extra(exc) from None
         if not resume:
             head = fit_run_head(
                 settings.train_data,

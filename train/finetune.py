@@ -22,6 +22,7 @@ from ticketsmith.runtime.taxonomy import Taxonomy, load_taxonomy
 from ticketsmith.train.base_model import file_sha256, go_offline, resolve_base
 from ticketsmith.train.encode import EncodedExample, TrainingEncoder, hf_tokenize
 from ticketsmith.train.evaluate import read_labelled
+from ticketsmith.train.qlora import plan_4bit
 from ticketsmith.train.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,8 @@ def _device_plan(config: TrainConfig) -> tuple[str, bool, Any]:
     """(device, 4-bit base?, compute dtype) for this machine and config."""
     import torch
 
+    four_bit = plan_4bit(config.quantization)  # raises with the one-line reason when QLoRA cannot run
     cuda = torch.cuda.is_available()
-    if config.quantization == "4bit" and not cuda:
-        raise ConfigError("quantization: 4bit (QLoRA) needs a CUDA GPU; use `none` or `auto` on a CPU")
-    four_bit = cuda and config.quantization != "none"
     if config.precision == "fp32":
         dtype = torch.float32
     elif config.precision == "bf16" or (cuda and torch.cuda.is_bf16_supported()):
@@ -98,10 +97,8 @@ def load_for_training(folder: Path, four_bit: bool, dtype: Any) -> Any:
 
     if not four_bit:
         return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    try:
-        from transformers import BitsAndBytesConfig
-    except ImportError as exc:  # pragma: no cover - only without bitsandbytes on a GPU box
-        raise ConfigError(f"QLoRA needs bitsandbytes: pip install 'ticketsmith[train]' ({exc})") from None
+    from transformers import BitsAndBytesConfig  # bitsandbytes itself was checked by plan_4bit
+
     quant = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
     )
@@ -141,6 +138,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     from trl.trainer.sft_config import SFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
 
+    device, four_bit, dtype = _device_plan(config)  # first: a QLoRA that cannot run stops before any work
     taxonomy: Taxonomy = load_taxonomy(config.taxonomy_path)
     source, folder = resolve_base(config.base)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -156,7 +154,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     )
     train_examples = encode_file(encoder, config.train_data, config.max_examples)
     dev_examples = encode_file(encoder, config.dev_data, None) if config.dev_data else []
-    device, four_bit, dtype = _device_plan(config)
     checkpointing = config.gradient_checkpointing == "on" or (
         config.gradient_checkpointing == "auto" and device == "cuda"
     )
