@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBearer
 
@@ -26,6 +26,7 @@ from ticketsmith.connectors.http_contract import (
     FAILED,
     INVALID,
     UNAUTHORISED,
+    UNAVAILABLE,
     ErrorBody,
     Health,
     TriageRequest,
@@ -140,6 +141,7 @@ def create_app(
             **oversized,
             **INVALID,
             **FAILED,
+            **UNAVAILABLE,
         },
     )
     async def webhook(
@@ -168,13 +170,15 @@ def create_app(
 
     @app.get(
         "/metrics",
-        response_class=PlainTextResponse,
+        # A plain Response class: with PlainTextResponse, FastAPI would document the JSON errors as text/plain.
+        response_class=Response,
         responses={
             200: {
                 "description": "Prometheus text exposition format 0.0.4",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             },
             **FAILED,
+            **UNAVAILABLE,
         },
     )
     def prometheus() -> PlainTextResponse:

@@ -70,6 +70,15 @@ UNAUTHORISED: Responses = {
 INVALID: Responses = {422: {"model": ValidationErrorBody, "description": "the request does not match this document"}}
 # Any route can fail unexpectedly (a job store that is locked or gone); it answers so, in JSON.
 FAILED: Responses = {500: {"model": ErrorBody, "description": "an unexpected failure, logged by the server"}}
+# A shared job store (PostgreSQL) can be down for a while; the worker pauses through it, callers retry.
+STORE_RETRY_AFTER_S = 10
+UNAVAILABLE: Responses = {
+    503: {
+        "model": ErrorBody,
+        "description": "the job store cannot be reached (a database outage); retry later",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
+    }
+}
 
 
 def too_large(max_body_bytes: int) -> Responses:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ from ticketsmith.connectors.http_app import create_app
 from ticketsmith.connectors.http_contract import TEXT_PATTERN, ValidationErrorBody
 from ticketsmith.connectors.itsm import Secret
 from ticketsmith.connectors.jira import JiraSettings
-from ticketsmith.connectors.job_store import SqliteJobStore
+from ticketsmith.connectors.job_store import SqliteJobStore, StoreUnavailable
 from ticketsmith.connectors.metrics import ServiceMetrics
 from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusSettings
 from ticketsmith.connectors.webhooks import WebhookEndpoint
@@ -369,6 +370,14 @@ def test_the_openapi_document_says_what_each_route_answers(fake_service: FakeSer
         assert route["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     for operation in (paths["/healthz"]["get"], triage):
         assert list(operation["responses"]["200"]["content"]) == ["application/json"]
+    errors = [
+        (path, status, answer)
+        for path, item in paths.items()
+        for op in item.values()
+        for status, answer in op["responses"].items()
+        if status >= "400"
+    ]
+    assert errors and all(list(answer["content"]) == ["application/json"] for _, _, answer in errors), errors
     text = document["components"]["schemas"]["TriageRequest"]["properties"]["text"]
     assert text["pattern"] == TEXT_PATTERN
     unknown = httpx.post(f"{fake_service.url}/webhooks/nothing/3", json={})
@@ -403,3 +412,41 @@ def test_an_unexpected_failure_is_a_json_500_as_documented(taxonomy: Taxonomy, t
         store.close()
     assert answer.status_code == 500 and answer.json() == {"detail": "internal error; it has been logged"}
     assert documented["500"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+
+
+def test_a_job_store_outage_is_a_503_with_retry_after(
+    taxonomy: Taxonomy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class DownStore(SqliteJobStore):
+        def enqueue(self, source: str, external_id: str, payload: dict[str, Any]) -> bool:
+            raise StoreUnavailable("the job store at db:5432 is unavailable: connection refused")
+
+        def counts(self) -> dict[str, int]:
+            raise StoreUnavailable("the job store at db:5432 is unavailable: connection refused")
+
+    monkeypatch.setenv("JIRA_HOOK", JIRA_SECRET)
+    monkeypatch.setenv("DUMMY", "x")
+    jira = JiraSettings(
+        base_url="http://unused",
+        email="e",
+        api_token=Secret(env="DUMMY"),
+        project="IT",
+        webhook_secret=Secret(env="JIRA_HOOK"),
+    )
+    triager = FakeTriager(taxonomy)
+    store = DownStore(tmp_path / "jobs.db")
+    webhooks = {("jira", 0): WebhookEndpoint(jira, "jira:IT", lambda: None)}
+    try:
+        with serve(
+            create_app(triager, store, ServiceMetrics(store.counts, triager.model_info()), [TOKEN], webhooks)
+        ) as url:
+            hook = jira_call(url, {"webhookEvent": "jira:issue_created", "issue": {"key": "IT-9"}})
+            metrics = httpx.get(f"{url}/metrics")
+            paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+    finally:
+        store.close()
+    for answer in (hook, metrics):
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "10"
+        assert answer.json() == {"detail": "the job store is unavailable; retry later"}
+    for operation in (paths["/webhooks/{kind}/{index}"]["post"], paths["/metrics"]["get"]):
+        assert "Retry-After" in operation["responses"]["503"]["headers"]
