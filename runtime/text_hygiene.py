@@ -32,4 +32,4 @@ def strip_html(text: str) -> str:
     line structure of paragraphs, breaks and lists."""
     if "<" not in text:
         return text
-    return get_text(text)
+    return str(get_text(text))

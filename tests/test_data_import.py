@@ -139,7 +139,7 @@ def test_tab_separated_utf8_and_overrides(tmp_path: Path) -> None:
     mapping = parse_mapping("id=id,text=text,category=category")
     _, report = import_export(path, mapping, None)
     assert report.format is not None and report.format.delimiter == "\t" and report.kept == 2
-    with pytest.raises(ConfigError, match="no column id; .*read with delimiter .,. and utf-8; set --delimiter"):
+    with pytest.raises(ConfigError, match=r"no column id; .*read with delimiter .,. and utf-8; set --delimiter"):
         import_export(path, mapping, None, delimiter=",")
     with pytest.raises(ConfigError, match="unknown encoding"):
         import_export(path, mapping, None, encoding="klingon")
@@ -167,7 +167,8 @@ def test_repeated_headers_are_never_silently_merged(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"'Component/s' appears 2 times; map one of Component/s#1, Component/s#2"):
         import_export(path, parse_mapping("id=Issue key,text=Summary,assignment_group=Component/s"), None)
-    splits, _ = import_export(path, parse_mapping("id=Issue key,text=Summary+Component/s#2,category=Component/s#1"), None)
+    mapping = parse_mapping("id=Issue key,text=Summary+Component/s#2,category=Component/s#1")
+    splits, _ = import_export(path, mapping, None)
     rows = {row["id"]: row for rows in splits.values() for row in rows}
     assert rows["IT-1"]["text"] == "VPN down\nRemote" and rows["IT-1"]["category"] == "Network"
 
