@@ -249,7 +249,7 @@ def test_two_workers_on_one_queue_write_each_ticket_once_through_sigkill_and_cut
         rng = random.Random(7)
         kills = cuts = 0
         next_kill = time.time() + rng.uniform(6, 12)
-        deadline = time.time() + 120 + 3 * SOAK_TICKETS
+        deadline = time.time() + 300 + 10 * SOAK_TICKETS  # generous: the box may be shared with other jobs
         most_kills = max(3, SOAK_TICKETS // 30)  # more would dead-letter by design: 5 attempts per ticket
         while time.time() < deadline and (kills < 3 or any(len(c) == 0 for c in jira.comments.values())):
             time.sleep(rng.uniform(1, 3))
