@@ -62,7 +62,7 @@ class InboxWorker:
             result = self.triager.triage(dropped.text, ticket_id=dropped.name)
         except (TicketError, DecodingError, OSError) as exc:
             try:
-                self.store.fail(job.id, self.worker_id, str(exc), permanent=True)
+                self.store.fail(job.id, self.worker_id, str(exc), kind="permanent")
             except LeaseLost:
                 logger.warning("job %s (%s) outlived its lease; left to the worker that holds it", job.id, entry.name)
                 return

@@ -5,20 +5,33 @@ job) before the cursor moves past it. A job reads the ticket, triages it, writes
 connector (idempotent: fields only where still empty, the note only if its marker is absent) and is
 completed with its audit record. A crash at any point leaves the job to be retried, and the retry
 writes nothing twice. Transient API failures (429 with Retry-After, 5xx, timeouts) retry with
-backoff; a ticket that is gone (404) or text that cannot be triaged is dead-lettered at once."""
+capped backoff for a time budget without using up the ticket's attempts; a ticket that is gone (404)
+or text that cannot be triaged is dead-lettered at once. A source that keeps failing, or rejects our
+credentials, is paused by its circuit breaker (connectors/circuit_breaker.py): no poll and no claim
+until a probe gets through, so an outage burns no ticket."""
 
 import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 
+from ticketsmith.connectors.circuit_breaker import CircuitBreaker
 from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import ItsmConnector
-from ticketsmith.connectors.job_store import AuditRecord, FinalState, Job, JobStore, LeaseLost
+from ticketsmith.connectors.job_store import AuditRecord, FailureKind, FinalState, Job, JobStore, LeaseLost
 from ticketsmith.runtime.errors import DecodingError, TicketError
 from ticketsmith.runtime.triager import Triager
 
 logger = logging.getLogger(__name__)
+
+
+def failure_kind(exc: ConnectorError) -> FailureKind:
+    """What a connector failure costs the ticket: rejected credentials pause its source (nothing), other
+    transient failures only time (the retry budget), the rest (404, a value refused) is permanent."""
+    if exc.status in (401, 403):
+        return "paused"
+    return "transient" if exc.transient else "permanent"
 
 
 class ItsmWorker:
@@ -30,9 +43,13 @@ class ItsmWorker:
         worker_id: str,
         lease_s: float = 60.0,
         poll_interval_s: float = 30.0,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.triager, self.store, self.connector = triager, store, connector
         self.worker_id, self.lease_s, self.poll_interval_s = worker_id, lease_s, poll_interval_s
+        self.breaker = breaker or CircuitBreaker(connector.source, clock=clock)
+        self._clock = clock
         self.model = triager.model_label()
         self._next_poll = 0.0
 
@@ -44,14 +61,21 @@ class ItsmWorker:
             keys, after = self.connector.poll(cursor)
         except ConnectorError as exc:
             wait = max(exc.retry_after or 0.0, self.poll_interval_s)
+            self._next_poll = self._clock() + wait
+            kind = failure_kind(exc)
+            if kind != "permanent":
+                was_paused = self.breaker.paused
+                self.breaker.failed(str(exc), "credentials" if kind == "paused" else "outage")
+                if self.breaker.paused or was_paused:
+                    return 0  # the breaker has said it; its pause decides the next try
             logger.warning("%s: polling failed (%s); next try in %.0f s", source, exc, wait)
-            self._next_poll = time.monotonic() + wait
             return 0
+        self.breaker.succeeded()
         for key in keys:
             self.store.enqueue(source, key, {"key": key})
         if after is not None and after != cursor:
             self.store.set_cursor(source, after)  # only once every ticket before it is a job
-        self._next_poll = time.monotonic() + self.poll_interval_s
+        self._next_poll = self._clock() + self.poll_interval_s
         return len(keys)
 
     def poll_soon(self) -> None:
@@ -74,10 +98,15 @@ class ItsmWorker:
             self.store.extend(job.id, self.worker_id, self.lease_s)  # still ours? then write
             written = self.connector.write_back(ticket, result, marker)
         except ConnectorError as exc:
-            self._fail(job, str(exc), exc.retry_after, permanent=not exc.transient)
+            kind = failure_kind(exc)
+            if kind == "permanent":
+                self.breaker.succeeded()  # the system answered: it is up, this ticket is the problem
+            else:
+                self.breaker.failed(str(exc), "credentials" if kind == "paused" else "outage")
+            self._fail(job, str(exc), exc.retry_after, kind)
             return
         except (TicketError, DecodingError) as exc:
-            self._fail(job, str(exc), None, permanent=True)
+            self._fail(job, str(exc), None, "permanent")
             return
         except LeaseLost:
             logger.warning(
@@ -92,22 +121,29 @@ class ItsmWorker:
             confidences=result.confidence.model_dump(),
             written_to=written,
         )
+        self.breaker.succeeded()
         state: FinalState = "needs_review" if result.needs_review else "done"
         try:
             self.store.complete(job.id, self.worker_id, state, output, audit)
         except LeaseLost:
             logger.warning("%s %s outlived its lease; left to the worker that holds it", self.connector.source, key)
 
-    def _fail(self, job: Job, error: str, retry_after: float | None, permanent: bool) -> None:
+    def _fail(self, job: Job, error: str, retry_after: float | None, kind: FailureKind) -> None:
         try:
-            state: str = self.store.fail(job.id, self.worker_id, error, retry_after, permanent=permanent)
+            state: str = self.store.fail(job.id, self.worker_id, error, retry_after, kind)
         except LeaseLost:  # too slow: the job is in other hands now, and they will retry it
             state = "another worker's"
         logger.warning("%s %s: %s (job now %s)", self.connector.source, job.payload["key"], error, state)
 
     def tick(self, stop: threading.Event) -> None:
-        """Poll when due, then work until no job is ready or `stop` is set."""
-        if time.monotonic() >= self._next_poll:
+        """Poll when due, then work until no job is ready or `stop` is set. A paused source is left
+        alone until its breaker lets a probe through: a ready ticket, else a poll."""
+        if not self.breaker.allows():
+            return
+        if self.breaker.probing:
+            if not self.work_once():
+                self.poll_once()
+        elif self._clock() >= self._next_poll:
             self.poll_once()
-        while not stop.is_set() and self.work_once():
+        while not stop.is_set() and self.breaker.allows() and self.work_once():
             pass

@@ -2,7 +2,11 @@
 at any instant leaves its job to be claimed again once the lease runs out.
 
 A claim counts as an attempt, so a ticket that crashes the worker every time ends dead-lettered
-after `max_attempts` instead of looping forever. Only the lease holder may finish or fail a job: a
+after `max_attempts` instead of looping forever. A failure says what it costs (`FailureKind`): an
+outage of the ITSM system (5xx, 429, a timeout) gives the attempt back and is retried with capped
+backoff for a time budget (24 h by default), so a maintenance window kills no ticket; a paused source
+(credentials rejected) costs nothing at all; only a permanent failure (404, a value the system
+rejects) dead-letters at once. Only the lease holder may finish or fail a job: a
 worker whose lease ran out (and whose job another worker has taken) gets LeaseLost, never a second
 write. `JobStore` is the interface; SQLite in WAL mode is the embedded backend, and PostgreSQL
 (connectors/pg_job_store.py) implements the same protocol for several workers on several machines.
@@ -16,15 +20,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ticketsmith.runtime.errors import TicketsmithError
 
 JobState = Literal["new", "processing", "done", "needs_review", "failed", "dead"]
 FinalState = Literal["done", "needs_review"]
 JOB_STATES: tuple[JobState, ...] = ("new", "processing", "done", "needs_review", "failed", "dead")
+# What a failure costs the job, by its cause:
+# - error: an attempt (dead after max_attempts): a failure nobody classified;
+# - permanent: dead now, retrying cannot help (a 404, a value the system rejects, text that cannot be triaged);
+# - transient: the system's fault (5xx, 429, a timeout): the attempt is given back, and the job is retried with
+#   capped backoff until `transient_budget_s` after its first transient failure;
+# - paused: its source is paused (credentials rejected): neither an attempt nor budget; ready again at once,
+#   and the circuit breaker decides when its source is tried again.
+FailureKind = Literal["error", "permanent", "transient", "paused"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,6 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     payload TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('new', 'processing', 'done', 'needs_review', 'failed', 'dead')),
     attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    failing_since REAL,
     lease_owner TEXT,
     lease_until REAL,
     next_attempt_at REAL NOT NULL,
@@ -83,6 +97,8 @@ class Job(BaseModel):
     payload: dict[str, Any]
     state: JobState
     attempts: int
+    failures: int = 0  # transient failures in a row (they set the backoff, not the attempts)
+    failing_since: float | None = None  # the first of them: the transient budget runs from here
     lease_owner: str | None
     lease_until: float | None
     next_attempt_at: float
@@ -124,16 +140,61 @@ class JobDetail(BaseModel):
 
 
 class RetryPolicy(BaseModel):
-    max_attempts: int = Field(5, ge=1)
-    base_delay_s: float = Field(2.0, gt=0)
-    max_delay_s: float = Field(300.0, gt=0)
-    jitter: float = Field(0.25, ge=0, le=1)
+    """How failed tickets are retried: the worker YAML's `retry:` section."""
 
-    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(5, ge=1, description="claims ending without a result (crashes, errors) before dead")
+    base_delay_s: float = Field(2.0, gt=0, description="the first retry's delay; it doubles per failure")
+    max_delay_s: float = Field(300.0, gt=0, description="the cap of the exponential backoff")
+    jitter: float = Field(0.25, ge=0, le=1)
+    transient_budget_s: float = Field(
+        86_400.0, gt=0, description="how long transient failures (5xx, 429, timeouts) are retried, from the first"
+    )
+
+    def delay(self, failures: int, retry_after: float | None, rng: random.Random) -> float:
         """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
-        backoff: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** max(0, attempts - 1))
+        backoff: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** max(0, failures - 1))
         backoff *= 1 + rng.uniform(-self.jitter, self.jitter)
         return max(backoff, retry_after or 0.0)
+
+
+class FailurePlan(NamedTuple):
+    """What one failure does to its job: both stores apply the same plan (`plan_failure`)."""
+
+    state: JobState
+    attempts: int
+    failures: int
+    failing_since: float | None
+    delay_s: float
+    error: str
+
+
+def plan_failure(
+    policy: RetryPolicy,
+    rng: random.Random,
+    kind: FailureKind,
+    job: tuple[int, int, float | None],
+    now: float,
+    error: str,
+    retry_after: float | None,
+) -> FailurePlan:
+    """The retry rules. `job` is (attempts, failures, failing_since) as claimed; attempts include this claim."""
+    attempts, failures, since = job
+    if kind == "permanent":
+        return FailurePlan("dead", attempts, failures, since, 0.0, error)
+    if kind == "paused":  # the source waits, not the ticket: it costs nothing
+        return FailurePlan("failed", attempts - 1, failures, since, retry_after or 0.0, error)
+    if kind == "transient":
+        since = now if since is None else since
+        if now - since >= policy.transient_budget_s:
+            hours = (now - since) / 3600
+            error = f"{error} (transient failures for {hours:.1f} h, over the retry budget: gave up)"
+            return FailurePlan("dead", attempts - 1, failures + 1, since, 0.0, error)
+        delay = policy.delay(failures + 1, retry_after, rng)
+        return FailurePlan("failed", attempts - 1, failures + 1, since, delay, error)
+    state: JobState = "dead" if attempts >= policy.max_attempts else "failed"
+    return FailurePlan(state, attempts, failures, since, policy.delay(attempts, retry_after, rng), error)
 
 
 class JobStore(Protocol):
@@ -144,7 +205,7 @@ class JobStore(Protocol):
         self, job_id: int, worker: str, state: FinalState, result: dict[str, Any], audit: AuditRecord
     ) -> None: ...
     def fail(
-        self, job_id: int, worker: str, error: str, retry_after: float | None = None, permanent: bool = False
+        self, job_id: int, worker: str, error: str, retry_after: float | None = None, kind: FailureKind = "error"
     ) -> JobState: ...
     def release(self, job_id: int, worker: str) -> None: ...
     def get(self, source: str, external_id: str) -> Job | None: ...
@@ -180,6 +241,16 @@ class SqliteJobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a finished job survives a power cut
         self._db.executescript(_SCHEMA)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns newer code needs to a jobs.db an older ticketsmith made (idempotent)."""
+        with self._transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "failures" not in columns:
+                db.execute("ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0")
+            if "failing_since" not in columns:
+                db.execute("ALTER TABLE jobs ADD COLUMN failing_since REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -270,28 +341,30 @@ class SqliteJobStore:
             )
 
     def fail(
-        self, job_id: int, worker: str, error: str, retry_after: float | None = None, permanent: bool = False
+        self, job_id: int, worker: str, error: str, retry_after: float | None = None, kind: FailureKind = "error"
     ) -> JobState:
-        """Record a failed attempt: retried later (backoff, Retry-After), or dead after max_attempts or
-        at once when `permanent` (the input itself is bad: retrying cannot help)."""
+        """Record a failure: retried later (backoff, Retry-After) or dead, as `kind` decides (`plan_failure`)."""
         now = self._clock()
         with self._transaction() as db:
-            attempts = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
-            state: JobState = "dead" if permanent or attempts >= self.policy.max_attempts else "failed"
-            delay = self.policy.delay(attempts, retry_after, self._rng)
+            row = db.execute("SELECT attempts, failures, failing_since FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise LeaseLost(f"job {job_id} does not exist")
+            plan = plan_failure(
+                self.policy, self._rng, kind, (int(row[0]), int(row[1]), row[2]), now, error, retry_after
+            )
             self._update_owned(
                 db,
-                "UPDATE jobs SET state = ?, last_error = ?, next_attempt_at = ?, lease_owner = NULL,"
-                " lease_until = NULL, updated_at = ?",
-                (state, error, now + delay, now),
+                "UPDATE jobs SET state = ?, attempts = ?, failures = ?, failing_since = ?, last_error = ?,"
+                " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?",
+                (plan.state, plan.attempts, plan.failures, plan.failing_since, plan.error, now + plan.delay_s, now),
                 job_id,
                 worker,
             )
             db.execute(
                 "INSERT INTO job_errors (job_id, at, attempt, error) VALUES (?, ?, ?, ?)",
-                (job_id, now, attempts, error),
+                (job_id, now, row[0], plan.error),
             )
-        return state
+        return plan.state
 
     def release(self, job_id: int, worker: str) -> None:
         """Give a job back untouched (e.g. on SIGTERM): the attempt is not counted."""
@@ -366,8 +439,8 @@ class SqliteJobStore:
         now = self._clock()
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE jobs SET state = 'new', attempts = 0, next_attempt_at = ?, lease_owner = NULL,"
-                " lease_until = NULL, updated_at = ? WHERE state = 'dead' AND (? IS NULL OR id = ?)"
+                "UPDATE jobs SET state = 'new', attempts = 0, failures = 0, failing_since = NULL, next_attempt_at = ?,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE state = 'dead' AND (? IS NULL OR id = ?)"
                 " AND (? IS NULL OR source = ?)",
                 (now, now, job_id, job_id, source, source),
             )

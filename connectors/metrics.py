@@ -5,9 +5,11 @@
 - `ticketsmith_jobs{state}`: the durable store's tickets by state (new, processing, done, needs_review,
   failed, dead), read at scrape time, so it survives restarts and counts every worker on the store;
 - `ticketsmith_queue_depth`: tickets waiting (new, or failed and due for a retry);
+- `ticketsmith_source_paused{source}`: 1 while a source's circuit breaker holds it paused (an outage,
+  rejected credentials), else 0; one per ITSM source, read at scrape time;
 - `ticketsmith_model_info`: the model file, taxonomy fingerprint and prompt version being served."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -32,8 +34,29 @@ class _JobsCollector(Collector):
         yield GaugeMetricFamily("ticketsmith_queue_depth", "tickets waiting to be triaged", value=waiting)
 
 
+class _PausedCollector(Collector):
+    def __init__(self, sources: Collection[str], paused: Callable[[], dict[str, str]]) -> None:
+        self.sources, self.paused = sources, paused
+
+    def collect(self) -> Iterator[Metric]:
+        paused = self.paused()
+        gauge = GaugeMetricFamily(
+            "ticketsmith_source_paused", "1 while the source is paused by its circuit breaker", labels=["source"]
+        )
+        for source in sorted({*self.sources, *paused}):
+            gauge.add_metric([source], 1 if source in paused else 0)
+        yield gauge
+
+
 class ServiceMetrics:
-    def __init__(self, job_counts: Callable[[], dict[str, int]], model: dict[str, str]) -> None:
+    def __init__(
+        self,
+        job_counts: Callable[[], dict[str, int]],
+        model: dict[str, str],
+        sources: Collection[str] = (),
+        paused: Callable[[], dict[str, str]] = dict,
+    ) -> None:
+        """`sources`: the ITSM sources served; `paused`: which of them are paused now, and why."""
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "ticketsmith_triage_seconds", "seconds per triage", buckets=LATENCY_BUCKETS, registry=self.registry
@@ -41,6 +64,7 @@ class ServiceMetrics:
         self.outcomes = Counter("ticketsmith_triage", "triages by outcome", ["outcome"], registry=self.registry)
         Info("ticketsmith_model", "the model being served", registry=self.registry).info(model)
         self.registry.register(_JobsCollector(job_counts))
+        self.registry.register(_PausedCollector(sources, paused))
 
     def observe(self, seconds: float, result: TriageResult | None) -> None:
         """A Triager observer."""

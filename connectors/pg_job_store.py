@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool
 from ticketsmith.connectors.job_store import (
     AuditEntry,
     AuditRecord,
+    FailureKind,
     FinalState,
     Job,
     JobDetail,
@@ -40,6 +41,7 @@ from ticketsmith.connectors.job_store import (
     LeaseLost,
     RetryPolicy,
     StoreUnavailable,
+    plan_failure,
 )
 from ticketsmith.runtime.errors import ConfigError
 
@@ -91,10 +93,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX job_errors_job ON job_errors (job_id);
     """,
+    # 2: transient failures give their attempt back; they are counted and timed instead (the retry budget)
+    """
+    ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0, ADD COLUMN failing_since TIMESTAMPTZ;
+    """,
 )
 
 _JOB_COLUMNS = (
-    "id, source, external_id, payload, state, attempts, lease_owner,"
+    "id, source, external_id, payload, state, attempts, failures,"
+    " extract(epoch FROM failing_since)::float8 AS failing_since, lease_owner,"
     " extract(epoch FROM lease_until)::float8 AS lease_until,"
     " extract(epoch FROM next_attempt_at)::float8 AS next_attempt_at, last_error, result,"
     " extract(epoch FROM created_at)::float8 AS created_at, extract(epoch FROM updated_at)::float8 AS updated_at"
@@ -356,34 +363,42 @@ class PostgresJobStore:
         self._run(finish)
 
     def fail(
-        self, job_id: int, worker: str, error: str, retry_after: float | None = None, permanent: bool = False
+        self, job_id: int, worker: str, error: str, retry_after: float | None = None, kind: FailureKind = "error"
     ) -> JobState:
-        """Record a failed attempt: retried later (backoff, Retry-After), or dead after max_attempts or
-        at once when `permanent`."""
+        """Record a failure: retried later (backoff, Retry-After) or dead, as `kind` decides (`plan_failure`,
+        on the database's clock)."""
 
         def record(conn: Connection) -> JobState:
-            row = conn.execute("SELECT attempts FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
+            row = conn.execute(
+                "SELECT attempts, failures, extract(epoch FROM failing_since)::float8 AS failing_since,"
+                f" extract(epoch FROM {NOW})::float8 AS now FROM jobs WHERE id = %(job_id)s FOR UPDATE",
+                self._params(job_id=job_id),
+            ).fetchone()
             if row is None:
                 raise LeaseLost(f"job {job_id} does not exist")
             attempts = int(row["attempts"])
-            state: JobState = "dead" if permanent or attempts >= self.policy.max_attempts else "failed"
-            delay = self.policy.delay(attempts, retry_after, self._rng)
+            claimed = (attempts, int(row["failures"]), row["failing_since"])
+            plan = plan_failure(self.policy, self._rng, kind, claimed, float(row["now"]), error, retry_after)
             self._update_owned(
                 conn,
-                f"state = %(state)s, last_error = %(error)s, next_attempt_at = {NOW} + %(delay)s,"
-                f" lease_owner = NULL, lease_until = NULL, updated_at = {NOW}",
+                "state = %(state)s, attempts = %(attempts)s, failures = %(failures)s,"
+                " failing_since = to_timestamp(%(since)s::float8), last_error = %(error)s,"
+                f" next_attempt_at = {NOW} + %(delay)s, lease_owner = NULL, lease_until = NULL, updated_at = {NOW}",
                 job_id,
                 worker,
-                state=state,
-                error=error,
-                delay=self._seconds(delay),
+                state=plan.state,
+                attempts=plan.attempts,
+                failures=plan.failures,
+                since=plan.failing_since,
+                error=plan.error,
+                delay=self._seconds(plan.delay_s),
             )
             conn.execute(
                 f"INSERT INTO job_errors (job_id, at, attempt, error) VALUES (%(job_id)s, {NOW}, %(attempt)s,"
                 " %(error)s)",
-                self._params(job_id=job_id, attempt=attempts, error=error),
+                self._params(job_id=job_id, attempt=attempts, error=plan.error),
             )
-            return state
+            return plan.state
 
         return self._run(record)
 
@@ -471,8 +486,9 @@ class PostgresJobStore:
         return self._run(
             lambda conn: (
                 conn.execute(
-                    f"UPDATE jobs SET state = 'new', attempts = 0, next_attempt_at = {NOW}, lease_owner = NULL,"
-                    f" lease_until = NULL, updated_at = {NOW} WHERE state = 'dead'"
+                    "UPDATE jobs SET state = 'new', attempts = 0, failures = 0, failing_since = NULL,"
+                    f" next_attempt_at = {NOW}, lease_owner = NULL, lease_until = NULL, updated_at = {NOW}"
+                    " WHERE state = 'dead'"
                     " AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s)"
                     " AND (%(source)s::text IS NULL OR source = %(source)s)",
                     self._params(job_id=job_id, source=source),

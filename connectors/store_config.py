@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ticketsmith.connectors.itsm import Secret
-from ticketsmith.connectors.job_store import JobStore, SqliteJobStore
+from ticketsmith.connectors.job_store import JobStore, RetryPolicy, SqliteJobStore
 from ticketsmith.runtime.errors import ConfigError
 
 
@@ -42,11 +42,12 @@ class StoreSettings(BaseModel):
         return url
 
 
-def open_store(settings: StoreSettings | None, state_dir: Path) -> JobStore:
+def open_store(settings: StoreSettings | None, state_dir: Path, policy: RetryPolicy | None = None) -> JobStore:
     """The configured store, migrated and reachable, or a TicketsmithError worth one line: the worker
-    calls this before the model loads, so a wrong URL or a database that is down costs no minutes."""
+    calls this before the model loads, so a wrong URL or a database that is down costs no minutes.
+    `policy` is the YAML's `retry:` section (it matters to the stores that fail jobs: the worker's)."""
     if settings is None:
-        return SqliteJobStore(state_dir / "jobs.db")
+        return SqliteJobStore(state_dir / "jobs.db", policy)
     try:
         from ticketsmith.connectors.pg_job_store import PostgresJobStore
     except ImportError:
@@ -56,6 +57,7 @@ def open_store(settings: StoreSettings | None, state_dir: Path) -> JobStore:
         settings.url,
         password,
         schema=settings.schema_name,
+        policy=policy,
         pool_size=settings.pool_size,
         connect_timeout_s=settings.connect_timeout_s,
     )

@@ -5,6 +5,8 @@ Example `worker.yaml` (secrets come from the environment or files, never from th
     state_dir: /var/lib/ticketsmith
     # store: {url: postgresql://ticketsmith@db/ticketsmith, password: {env: TICKETSMITH_DB_PASSWORD}}
     runtime: {model_path: /opt/ticketsmith/models/tickets.Q4_K_M.gguf, n_threads: 4}
+    # retry: {transient_budget_s: 86400, max_delay_s: 300}   # an ITSM outage is retried for a day
+    # breaker: {failures: 5, max_pause_s: 300}                 # a failing source is paused, then probed
     inbox: {root: /var/lib/ticketsmith/tickets}
     jira:
       - base_url: https://example.atlassian.net
@@ -23,8 +25,10 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ticketsmith.connectors.circuit_breaker import BreakerSettings
 from ticketsmith.connectors.http_contract import DEFAULT_MAX_BODY_BYTES
 from ticketsmith.connectors.itsm import ItsmSettings, Secret
+from ticketsmith.connectors.job_store import RetryPolicy
 from ticketsmith.connectors.registry import connector_kinds
 from ticketsmith.connectors.store_config import StoreSettings
 from ticketsmith.runtime.yaml_config import load_with_overrides
@@ -67,6 +71,12 @@ class WorkerConfig(BaseModel):
     runtime: dict[str, Any] = Field(default_factory=dict, description="runtime settings, as in a --config file")
     lease_s: float = Field(60.0, gt=0, description="a killed worker's ticket comes back after this long")
     poll_interval_s: float = Field(30.0, gt=0)
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="backoff, attempts, and how long transient failures are retried"
+    )
+    breaker: BreakerSettings = Field(
+        default_factory=BreakerSettings, description="when a failing ITSM source is paused, and how it is probed"
+    )
     inbox: InboxSettings | None = None
     # ... and one list of sources per ITSM connector (`jira:`, `zoho_desk:`, ...): see `_with_itsm_lists`
     http: HttpSettings | None = None

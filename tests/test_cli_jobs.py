@@ -44,7 +44,7 @@ def _filled(store: JobStore) -> JobStore:
         store.enqueue("jira:IT", key, {"key": key})
     dead = store.claim("w", 30)
     assert dead is not None
-    store.fail(dead.id, "w", "HTTP 404: issue IT-1 does not exist", permanent=True)
+    store.fail(dead.id, "w", "HTTP 404: issue IT-1 does not exist", kind="permanent")
     done = store.claim("w", 30)
     assert done is not None
     store.complete(done.id, "w", "needs_review", {"category": "Network"}, AUDIT)

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from tests.pg_helpers import fresh_schema, require_postgres
-from ticketsmith.connectors.job_store import AuditRecord, JobStore, LeaseLost, RetryPolicy, SqliteJobStore
+from ticketsmith.connectors.job_store import (
+    AuditRecord,
+    FailureKind,
+    Job,
+    JobState,
+    JobStore,
+    LeaseLost,
+    RetryPolicy,
+    SqliteJobStore,
+)
 
 if TYPE_CHECKING:
     from ticketsmith.connectors.pg_job_store import PostgresJobStore
@@ -54,7 +63,7 @@ class DatabaseClock:
         self.store.clock_offset_s += seconds
 
 
-POLICY = RetryPolicy(max_attempts=3, base_delay_s=10, max_delay_s=100, jitter=0.2)
+POLICY = RetryPolicy(max_attempts=3, base_delay_s=10, max_delay_s=100, jitter=0.2, transient_budget_s=3_600)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -145,6 +154,81 @@ def test_failures_back_off_honour_retry_after_and_end_dead(store: JobStore, cloc
     assert dead is not None and dead.state == "dead" and dead.last_error == "HTTP 500"
 
 
+def _fail_and_wait(store: JobStore, clock: Clock, error: str, kind: FailureKind) -> tuple[Job, JobState, float]:
+    """Claim the one job, fail it as `kind`; returns the claimed job, its state, and its delay (then waited)."""
+    job = store.claim("w", 30)
+    assert job is not None
+    state = store.fail(job.id, "w", error, kind=kind)
+    after = store.get(job.source, job.external_id)
+    assert after is not None
+    delay = after.next_attempt_at - clock()
+    clock.advance(max(0.0, delay) + 0.001)
+    return job, state, delay
+
+
+def test_transient_failures_cost_no_attempt_back_off_to_the_cap_and_end_at_the_budget(
+    store: JobStore, clock: Clock
+) -> None:
+    """An outage of the ITSM system: more failures than max_attempts (3), the ticket still waits; the
+    backoff doubles to the cap (100 s here); past the budget (1 h here) from the first failure it is dead."""
+    store.enqueue("jira:IT", "IT-1", {"key": "IT-1"})
+    delays = []
+    for _ in range(8):
+        job, state, delay = _fail_and_wait(store, clock, "HTTP 503", "transient")
+        assert job.attempts == 1 and state == "failed"
+        delays.append(delay)
+    assert 8 <= delays[0] <= 12 and 16 <= delays[1] <= 24 and 32 <= delays[2] <= 48  # 10 s doubling, +-20%
+    assert all(80 - 1 <= delay <= 120 + 1 for delay in delays[4:])  # capped at 100 s +-20%
+    waiting = store.get("jira:IT", "IT-1")
+    assert waiting is not None and waiting.state == "failed" and waiting.failures == 8 and waiting.attempts == 0
+    assert waiting.failing_since is not None
+    clock.advance(3_600 - (clock() - waiting.failing_since))  # the budget is spent
+    _, state, _ = _fail_and_wait(store, clock, "HTTP 503", "transient")
+    dead = store.get("jira:IT", "IT-1")
+    assert state == "dead" and dead is not None and dead.state == "dead"
+    assert "over the retry budget" in (dead.last_error or "")
+    assert store.requeue(dead.id) == 1  # a fresh start: attempts, failures and budget
+    fresh = store.claim("w", 30)
+    assert fresh is not None and (fresh.attempts, fresh.failures, fresh.failing_since) == (1, 0, None)
+
+
+def test_a_transient_failure_honours_retry_after(store: JobStore, clock: Clock) -> None:
+    store.enqueue("jira:IT", "IT-1", {"key": "IT-1"})
+    job = store.claim("w", 30)
+    assert job is not None
+    assert store.fail(job.id, "w", "HTTP 429", retry_after=250, kind="transient") == "failed"
+    assert store.get("jira:IT", "IT-1").next_attempt_at - clock() == pytest.approx(250, abs=0.5)  # type: ignore[union-attr]
+
+
+def test_a_paused_source_costs_its_tickets_neither_attempts_nor_budget(store: JobStore, clock: Clock) -> None:
+    """Credentials rejected: the source is paused, its tickets wait for as long as it takes, and are
+    ready again the moment it resumes (the circuit breaker, not the store, says when that is)."""
+    store.enqueue("jira:IT", "IT-1", {"key": "IT-1"})
+    for _ in range(6):
+        job, state, delay = _fail_and_wait(store, clock, "HTTP 401 (credentials rejected)", "paused")
+        assert job.attempts == 1 and state == "failed" and delay <= 0.5
+        clock.advance(86_400)  # a day each time: no budget runs
+    waiting = store.get("jira:IT", "IT-1")
+    assert waiting is not None and (waiting.attempts, waiting.failures, waiting.failing_since) == (0, 0, None)
+
+
+def test_a_ticket_that_crashes_the_worker_still_ends_dead_between_transient_failures(
+    store: JobStore, clock: Clock
+) -> None:
+    """Transient failures give back only their own claim: claims that never end still count."""
+    store.enqueue("inbox", "poison.txt", {"text": "x"})
+    for _ in range(2):  # the worker dies twice with the ticket in hand
+        assert store.claim("w", 30) is not None
+        clock.advance(31)
+    job, state, _ = _fail_and_wait(store, clock, "HTTP 502", "transient")
+    assert job.attempts == 3 and state == "failed"
+    assert store.claim("w", 30) is not None  # the third claim without a result
+    clock.advance(31)
+    assert store.claim("w", 30) is None
+    dead = store.get("inbox", "poison.txt")
+    assert dead is not None and dead.state == "dead" and "never finished" in (dead.last_error or "")
+
+
 def test_release_does_not_count_an_attempt(store: JobStore) -> None:
     store.enqueue("inbox", "a.txt", {"text": "x"})
     job = store.claim("w1", 30)
@@ -170,7 +254,7 @@ def test_operators_list_show_requeue_and_purge(store: JobStore, clock: Clock) ->
     store.enqueue("inbox", "a.txt", {"name": "a.txt"})
     gone = store.claim("w", 30, ("jira:IT",))
     assert gone is not None and gone.external_id == "IT-1"
-    assert store.fail(gone.id, "w", "HTTP 404: issue does not exist", permanent=True) == "dead"
+    assert store.fail(gone.id, "w", "HTTP 404: issue does not exist", kind="permanent") == "dead"
     done = store.claim("w", 30, ("jira:IT",))
     assert done is not None
     store.complete(done.id, "w", "done", {"category": "Network"}, AUDIT)
@@ -192,7 +276,7 @@ def test_operators_list_show_requeue_and_purge(store: JobStore, clock: Clock) ->
     assert store.requeue(gone.id) == 1
     again = store.claim("w", 30, ("jira:IT",))
     assert again is not None and again.id == gone.id and again.attempts == 1  # a fresh set of attempts
-    store.fail(again.id, "w", "HTTP 404 again", permanent=True)
+    store.fail(again.id, "w", "HTTP 404 again", kind="permanent")
     detail = store.show(gone.id)
     assert detail is not None and [e.error for e in detail.errors] == [
         "HTTP 404: issue does not exist",
@@ -200,7 +284,7 @@ def test_operators_list_show_requeue_and_purge(store: JobStore, clock: Clock) ->
     ]
     inbox_job = store.claim("w", 30, ("inbox",))
     assert inbox_job is not None
-    store.fail(inbox_job.id, "w", "unreadable", permanent=True)
+    store.fail(inbox_job.id, "w", "unreadable", kind="permanent")
     assert store.requeue(source="jira:IT") == 1  # every dead job of that source, no other
     assert [job.external_id for job in store.list_jobs(state="dead")] == ["a.txt"]
     with pytest.raises(ValueError):
@@ -221,6 +305,25 @@ def test_cursors_persist_per_source(store: JobStore) -> None:
     store.set_cursor("jira:IT", "IT-9")
     store.set_cursor("zoho:1", "2026-11-24T08:00:00Z")
     assert store.get_cursor("jira:IT") == "IT-9" and store.get_cursor("zoho:1") == "2026-11-24T08:00:00Z"
+
+
+def test_a_jobs_db_from_before_the_retry_budget_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path) as db:  # the jobs table as the previous release made it
+        db.execute(
+            "CREATE TABLE jobs (id INTEGER PRIMARY KEY, source TEXT NOT NULL, external_id TEXT NOT NULL,"
+            " payload TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,"
+            " lease_until REAL, next_attempt_at REAL NOT NULL, last_error TEXT, result TEXT, created_at REAL NOT NULL,"
+            " updated_at REAL NOT NULL, UNIQUE (source, external_id))"
+        )
+        db.execute("INSERT INTO jobs VALUES (1, 'inbox', 'a.txt', '{}', 'new', 0, NULL, NULL, 0, NULL, NULL, 0, 0)")
+    for _ in range(2):  # twice: the upgrade is idempotent
+        store = SqliteJobStore(path)
+        job = store.get("inbox", "a.txt")
+        assert job is not None and job.failures == 0 and job.failing_since is None
+        store.close()
 
 
 def _claim_all(path: str) -> list[int]:

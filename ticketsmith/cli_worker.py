@@ -29,6 +29,7 @@ def worker(
     """Triage every new ticket of the configured sources and write the results back, until SIGTERM or
     Ctrl-C (the ticket in hand is finished first). Jobs live in a durable store: a killed worker loses
     nothing and writes nothing twice."""
+    from ticketsmith.connectors.circuit_breaker import CircuitBreaker
     from ticketsmith.connectors.http_app import start_http
     from ticketsmith.connectors.inbox import InboxFolders
     from ticketsmith.connectors.inbox_worker import InboxWorker
@@ -60,7 +61,7 @@ def worker(
             keys = ", ".join(f"`{key}`" for key in source_keys())
             raise typer.BadParameter(f"no source: give --inbox or a --config with one of {keys}")
         settings.check_secrets()
-        store = open_store(settings.store, settings.state_dir)  # unreachable: one line, exit 2
+        store = open_store(settings.store, settings.state_dir, settings.retry)  # unreachable: one line, exit 2
         typer.echo("loading the model", err=True)
         triager = Triager(runtime)
     except TicketsmithError as exc:
@@ -76,11 +77,18 @@ def worker(
             )
         )
         watch.append(folders.inbox)
+    connectors = {(kind, index): connector_for(source) for kind, index, source in itsm_sources}
     itsm_workers = {
-        (kind, index): ItsmWorker(
-            triager, store, connector_for(source), worker_id, settings.lease_s, settings.poll_interval_s
+        where: ItsmWorker(
+            triager,
+            store,
+            connector,
+            worker_id,
+            settings.lease_s,
+            settings.poll_interval_s,
+            CircuitBreaker(connector.source, settings.breaker),
         )
-        for kind, index, source in itsm_sources
+        for where, connector in connectors.items()
     }
     sources += list(itsm_workers.values())
     try:
