@@ -44,17 +44,18 @@ def check_compatible(
     taxonomy_fingerprint: str | None,
     prompt_version: str | None,
     expected_taxonomy: str,
-    expected_prompt: str,
+    known_prompts: tuple[str, ...],
 ) -> None:
-    """Refuse a model whose recorded taxonomy or prompt version differs from the runtime's."""
+    """Refuse a model whose recorded taxonomy differs from the runtime's, or whose prompt version
+    this ticketsmith cannot build."""
     if taxonomy_fingerprint is not None and taxonomy_fingerprint != expected_taxonomy:
         raise ModelError(
             f"{where} was trained for taxonomy {taxonomy_fingerprint}, but the configured taxonomy is "
             f"{expected_taxonomy}: serve it with the taxonomy.yaml it was trained with (saved in the adapter "
             "folder), or retrain"
         )
-    if prompt_version is not None and prompt_version != expected_prompt:
+    if prompt_version is not None and prompt_version not in known_prompts:
         raise ModelError(
             f"{where} was trained with prompt format {prompt_version}, but this ticketsmith builds "
-            f"{expected_prompt}: retrain it, or use the ticketsmith version it was trained with"
+            f"{', '.join(known_prompts)}: retrain it, or use the ticketsmith version it was trained with"
         )

@@ -9,13 +9,13 @@ from pydantic import ValidationError
 
 from ticketsmith.runtime.decoder import DecodedAnswer, DecodeStats, GuidedDecoder
 from ticketsmith.runtime.engine import LlamaEngine
-from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
+from ticketsmith.runtime.errors import ConfigError, DecodingError, ModelError, TicketError
 from ticketsmith.runtime.fusion import FieldParts, TicketPriors
 from ticketsmith.runtime.grammar import compile_grammar
 from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
 from ticketsmith.runtime.label_head import LabelHead
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, check_compatible
-from ticketsmith.runtime.prompt import PROMPT_VERSION, PromptBuilder, PromptEncoder
+from ticketsmith.runtime.prompt import FULL_PROMPT, PROMPT_VERSIONS, PromptBuilder, PromptEncoder
 from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
 from ticketsmith.runtime.served_model import resolve
 from ticketsmith.runtime.settings import RuntimeSettings
@@ -43,6 +43,14 @@ class TicketInput:
 
 
 TriageObserver = Callable[[float, "TriageResult | None"], None]
+
+
+@dataclass(frozen=True)
+class LlmTraining:
+    """What a model's metadata says of its training: for this taxonomy or not, and its prompt."""
+
+    trained: bool
+    prompt_version: str
 
 
 class Triager:
@@ -73,13 +81,16 @@ class Triager:
             flash_attn=settings.flash_attn,
             extra_buffers=settings.cpu_extra_buffers,
         )
-        self.llm_trained = self._check_trained_for_this_setup()
+        training = self._check_trained_for_this_setup()
+        self.llm_trained = training.trained
         self.trained_fields = [f for f in self.taxonomy.fields if self._knows(f)]
         self.thresholds = self._review_thresholds()
         if largest_set + 2 > self.engine.n_seq_max:
             raise ConfigError(f"a field has {largest_set} labels; llama.cpp scores at most {self.engine.n_seq_max - 2}")
         GrammarState(self.engine, self.grammar).close()  # llama.cpp must compile it: fail at start-up
-        builder = PromptBuilder(self.taxonomy, self.engine.metadata("tokenizer.chat_template"))
+        builder = PromptBuilder(
+            self.taxonomy, self.engine.metadata("tokenizer.chat_template"), version=training.prompt_version
+        )
         self.encoder = PromptEncoder(builder.parts(), self.engine.tokenize)
         self.prompt_version = self.encoder.version
         self._prefix, self._suffix = self.encoder.prefix, self.encoder.suffix
@@ -99,19 +110,21 @@ class Triager:
                 f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}"
             )
 
-    def _check_trained_for_this_setup(self) -> bool:
-        """Refuse a model trained for another setup; True when the LLM was trained for this one."""
+    def _check_trained_for_this_setup(self) -> LlmTraining:
+        """Refuse a model trained for another setup; says whether the LLM was trained for this one
+        and with which prompt it must be served (the full one for a model that records none)."""
         sources = [(self.model_path, self.engine.metadata)]
         if self.settings.lora_path is not None:
             sources.append((self.settings.lora_path, self.engine.lora_metadata))
-        trained = False
+        trained, prompts = False, set()
         for where, read in sources:
-            fingerprint = read(GGUF_KEYS["taxonomy_fingerprint"])
-            check_compatible(
-                where, fingerprint, read(GGUF_KEYS["prompt_version"]), self.taxonomy.fingerprint(), PROMPT_VERSION
-            )
+            fingerprint, prompt = read(GGUF_KEYS["taxonomy_fingerprint"]), read(GGUF_KEYS["prompt_version"])
+            check_compatible(where, fingerprint, prompt, self.taxonomy.fingerprint(), PROMPT_VERSIONS)
             trained = trained or fingerprint is not None
-        return trained
+            prompts |= {prompt} if prompt is not None else set()
+        if len(prompts) > 1:
+            raise ModelError(f"{self.model_path} and its LoRA were trained with different prompts: {sorted(prompts)}")
+        return LlmTraining(trained, prompts.pop() if prompts else FULL_PROMPT)
 
     def _knows(self, field: LabelField) -> bool:
         """Whether a trained part predicts `field`, or the taxonomy leaves it no choice."""

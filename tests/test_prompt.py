@@ -1,7 +1,14 @@
 import pytest
 
 from ticketsmith.runtime.errors import ModelError
-from ticketsmith.runtime.prompt import CHATML_TEMPLATE, PROMPT_VERSION, PromptBuilder, system_text
+from ticketsmith.runtime.prompt import (
+    CHATML_TEMPLATE,
+    COMPACT_PROMPT,
+    FULL_PROMPT,
+    PromptBuilder,
+    PromptEncoder,
+    system_text,
+)
 from ticketsmith.runtime.taxonomy import Taxonomy
 from ticketsmith.runtime.triager import Triager
 
@@ -9,10 +16,31 @@ from ticketsmith.runtime.triager import Triager
 def test_parts_surround_the_ticket(triager: Triager, taxonomy: Taxonomy) -> None:
     builder = PromptBuilder(taxonomy, triager.engine.metadata("tokenizer.chat_template"))
     parts = builder.parts()
-    assert parts.version == PROMPT_VERSION
+    assert parts.version == FULL_PROMPT
     assert parts.prefix + "Printer jams" + parts.suffix == builder.render("Printer jams")
     assert parts.prefix.startswith("<|im_start|>system\n")
     assert parts.suffix.endswith("<|im_start|>assistant\n")
+
+
+def test_the_compact_prompt_of_trained_models_is_3x_shorter_per_ticket(triager: Triager, taxonomy: Taxonomy) -> None:
+    """A model fine-tuned on the taxonomy is served (and trained) without the label listing."""
+    template = triager.engine.metadata("tokenizer.chat_template")
+    full, compact = (
+        PromptEncoder(PromptBuilder(taxonomy, template, version=v).parts(), triager.engine.tokenize)
+        for v in (FULL_PROMPT, COMPACT_PROMPT)
+    )
+    assert compact.version == COMPACT_PROMPT and not any(
+        c.name in system_text(taxonomy, COMPACT_PROMPT) for c in taxonomy.categories
+    )
+    ticket = "Printer on floor 3 jams on every page since this morning, the whole team cannot print invoices."
+    answer_tokens = 40  # a summary of 13-19 tokens and six labels with their keys
+    per_ticket = {
+        name: len(encoder.encode(ticket, 512).tokens) + answer_tokens
+        for name, encoder in (("full", full), ("compact", compact))
+    }
+    assert per_ticket["full"] >= 3 * per_ticket["compact"], per_ticket
+    with pytest.raises(ModelError, match="prompt format ts-prompt-9 is unknown"):
+        PromptBuilder(taxonomy, template, version="ts-prompt-9")
 
 
 def test_system_text_lists_every_label(taxonomy: Taxonomy) -> None:

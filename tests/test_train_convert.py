@@ -272,6 +272,8 @@ def test_other_quant_types_load_and_triage(workdir: Path, adapter: Path, quant: 
 def test_runtime_refuses_a_model_trained_with_another_prompt_version() -> None:
     from ticketsmith.runtime.model_manifest import check_compatible
 
+    known = ("ts-prompt-2", "ts-compact-1")
     with pytest.raises(ModelError, match="prompt format ts-prompt-0"):
-        check_compatible(Path("m.gguf"), "abc", "ts-prompt-0", "abc", "ts-prompt-1")
-    check_compatible(Path("m.gguf"), None, None, "abc", "ts-prompt-1")  # a plain GGUF: accepted
+        check_compatible(Path("m.gguf"), "abc", "ts-prompt-0", "abc", known)
+    check_compatible(Path("m.gguf"), "abc", "ts-compact-1", "abc", known)  # a model trained compact: served so
+    check_compatible(Path("m.gguf"), None, None, "abc", known)  # a plain GGUF: accepted

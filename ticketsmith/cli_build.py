@@ -36,6 +36,9 @@ def train(
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha")] = None,
     lora_targets: Annotated[str | None, typer.Option(help="comma-separated module names")] = None,
     quantization: Annotated[str | None, typer.Option(help="auto | 4bit | none")] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="compact (default: no label listing, the model learns the labels) | full")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in the run folder")] = False,
     head_only: Annotated[
         bool, typer.Option("--head-only", help="fit the label head only (minutes); the run serves it on the base LLM")
@@ -68,6 +71,7 @@ def train(
             max_length=max_length,
             lora_r=lora_r,
             lora_alpha=lora_alpha,
+            prompt=prompt,
             lora_targets=lora_targets.split(",") if lora_targets else None,
             quantization=quantization,
         )

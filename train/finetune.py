@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from ticketsmith import __version__
 from ticketsmith.runtime.errors import ConfigError
-from ticketsmith.runtime.prompt import PROMPT_VERSION
+from ticketsmith.runtime.prompt import PROMPT_BY_NAME
 from ticketsmith.runtime.taxonomy import Taxonomy, load_taxonomy
 from ticketsmith.train.base_model import file_sha256, go_offline, resolve_base
 from ticketsmith.train.encode import EncodedExample, TrainingEncoder, hf_tokenize
@@ -151,6 +151,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         tokenizer.eos_token_id,
         config.max_length,
         config.max_summary_tokens,
+        prompt_version=PROMPT_BY_NAME[config.prompt],
     )
     train_examples = encode_file(encoder, config.train_data, config.max_examples)
     dev_examples = encode_file(encoder, config.dev_data, None) if config.dev_data else []
@@ -218,7 +219,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         base=str(source.resolve()),
         base_sha256=file_sha256(source) if source.is_file() else None,
         taxonomy_fingerprint=taxonomy.fingerprint(),
-        prompt_version=PROMPT_VERSION,
+        prompt_version=encoder.prompt.version,
         data_sha256=file_sha256(config.train_data),
         examples=len(train_examples),
         hyperparameters=json.loads(config.model_dump_json()),

@@ -32,6 +32,11 @@ class TrainConfig(BaseModel):
     max_length: Annotated[int, Field(ge=128)] = 2048
     max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = SUMMARY_MAX_TOKENS
     max_examples: Annotated[int, Field(ge=1)] | None = None
+    prompt: Literal["compact", "full"] = Field(
+        "compact",
+        description="compact: one instruction, no label listing (the model learns the labels; 3x+ fewer tokens "
+        "per ticket); full: the label listing of untrained models",
+    )
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     quantization: Literal["auto", "4bit", "none"] = Field(
         "auto", description="auto: QLoRA (4-bit NF4) on a CUDA GPU, plain LoRA on a CPU"
