@@ -4,7 +4,8 @@
   (422 for a text without a visible character, 401 without a valid token);
 - `POST /webhooks/<kind>/<n>`: the n-th configured source of that kind (jira, zoho_desk,
   servicedesk_plus); verified, then the announced tickets become jobs (connectors/webhooks.py);
-- `GET /healthz`: the model and the job counts; `GET /metrics`: Prometheus text format.
+- `GET /healthz`: ok, degraded (200, with reasons) or unavailable (503) (connectors/health.py), the model
+  and the job counts; `GET /metrics`: Prometheus text format.
 
 The token and the body limit are checked before any parsing (connectors/http_guard.py); error bodies
 never echo the request (connectors/http_errors.py); /openapi.json documents every answer a route
@@ -21,6 +22,7 @@ from fastapi import Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBearer
 
+from ticketsmith.connectors.health import SourcePauses, check_health
 from ticketsmith.connectors.http_contract import (
     DEFAULT_MAX_BODY_BYTES,
     FAILED,
@@ -91,8 +93,10 @@ def create_app(
     api_tokens: Collection[str],
     webhooks: Mapping[tuple[str, int], WebhookEndpoint],
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    pauses: SourcePauses | None = None,
 ) -> FastAPI:
-    """`store` must be this thread's own connection to the job store (SQLite connections are not shared)."""
+    """`store` must be this thread's own connection to the job store (SQLite connections are not shared);
+    `pauses` are the worker's paused sources, which /healthz reports."""
     # Validation-mode schemas for answers too: TriageResult's serializer (which leaves out the label fields
     # a taxonomy lacks) would otherwise document it as a bare object; the validation schema says it all.
     app = FastAPI(title="ticketsmith", docs_url=None, redoc_url=None, separate_input_output_schemas=False)
@@ -162,11 +166,26 @@ def create_app(
             added = [key for key in keys if store.enqueue(endpoint.source, key, {"key": key})]
         return JSONResponse(WebhookAccepted(received=keys, enqueued=added).model_dump())
 
-    @app.get("/healthz", responses={200: {"model": Health, "description": "the model and the job counts"}, **FAILED})
+    paused = pauses or SourcePauses()
+
+    @app.get(
+        "/healthz",
+        responses={
+            200: {"model": Health, "description": "ok, or degraded (with reasons): the worker works"},
+            503: {
+                "model": Health,
+                "description": "unavailable (with reasons): the job store or the model is not usable",
+            },
+            **FAILED,
+        },
+    )
     def healthz() -> JSONResponse:
         with store_lock:
-            counts = store.counts()
-        return JSONResponse(Health(status="ok", model=triager.model_info()["model"], jobs=counts).model_dump())
+            report = check_health(triager, store, paused)
+        body = Health(
+            status=report.status, reasons=report.reasons, model=triager.model_info()["model"], jobs=report.jobs
+        )
+        return JSONResponse(body.model_dump(), status_code=report.http_status)
 
     @app.get(
         "/metrics",
@@ -196,7 +215,9 @@ def _error(status: int, detail: str) -> JSONResponse:
 def serve_in_thread(app: FastAPI, host: str, port: int, start_timeout_s: float = 10.0) -> Callable[[], None]:
     """Start uvicorn in a daemon thread and wait until it listens (no access log: webhook URLs may carry
     a secret); returns `stop`. A port that cannot be bound is a ConfigError, not a silent dead thread."""
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    # log_config=None: uvicorn's records go to the root handler, in --log-format and with secrets masked.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="ticketsmith-http", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout_s
@@ -214,7 +235,10 @@ def serve_in_thread(app: FastAPI, host: str, port: int, start_timeout_s: float =
 
 
 def start_http(
-    config: WorkerConfig, triager: Triager, itsm_workers: Mapping[tuple[str, int], ItsmWorker]
+    config: WorkerConfig,
+    triager: Triager,
+    itsm_workers: Mapping[tuple[str, int], ItsmWorker],
+    pauses: SourcePauses | None = None,
 ) -> Callable[[], None]:
     """The HTTP side of a worker process, with its own connection to the job store; returns `stop`."""
     assert config.http is not None
@@ -226,7 +250,7 @@ def start_http(
         for where, worker in itsm_workers.items()
     }
     tokens = [secret.get() for secret in config.http.api_tokens]
-    app = create_app(triager, store, metrics, tokens, webhooks, max_body_bytes=config.http.max_body_bytes)
+    app = create_app(triager, store, metrics, tokens, webhooks, config.http.max_body_bytes, pauses)
     stop_server = serve_in_thread(app, config.http.host, config.http.port)
 
     def stop() -> None:

@@ -4,7 +4,7 @@ What /openapi.json says is what the routes send: every error body is `ErrorBody`
 (`{"detail": "<message>"}`) or, for 422 only, `ValidationErrorBody` (`{"detail": [{loc, msg, type}]}`,
 FastAPI's documented shape without the `input` it would otherwise echo back)."""
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -48,9 +48,13 @@ class ValidationErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="ok; degraded: working, but not as configured for production (see reasons); "
+        "unavailable (503): the worker cannot work"
+    )
+    reasons: list[str] = Field(default_factory=list, description="why the status is not ok")
     model: str
-    jobs: dict[str, int] = Field(description="the job store's tickets by state")
+    jobs: dict[str, int] = Field(description="the job store's tickets by state (empty when it cannot be read)")
 
 
 class WebhookAccepted(BaseModel):

@@ -5,16 +5,15 @@ written atomically under a name fixed by the job's key (a retry overwrites it wi
 then the job is completed with its audit record, then the original moves out of inbox/. A scan that
 finds an original whose job is already finished only completes the move."""
 
-import logging
 import threading
 
 from ticketsmith.connectors.inbox import InboxFolders, read_inbox_file
 from ticketsmith.connectors.job_store import AuditRecord, FinalState, Job, JobStore, LeaseLost
+from ticketsmith.connectors.ticket_log import TicketTimer
 from ticketsmith.runtime.errors import DecodingError, TicketError
 from ticketsmith.runtime.triager import Triager
 
 SOURCE = "inbox"
-logger = logging.getLogger(__name__)
 
 
 class InboxWorker:
@@ -57,6 +56,7 @@ class InboxWorker:
 
     def _process(self, job: Job) -> None:
         entry = self.folders.inbox / str(job.payload["name"])
+        timer = TicketTimer(SOURCE, entry.name)
         try:
             dropped = read_inbox_file(entry, self.max_bytes)
             result = self.triager.triage(dropped.text, ticket_id=dropped.name)
@@ -64,8 +64,9 @@ class InboxWorker:
             try:
                 self.store.fail(job.id, self.worker_id, str(exc), kind="permanent")
             except LeaseLost:
-                logger.warning("job %s (%s) outlived its lease; left to the worker that holds it", job.id, entry.name)
+                timer.log("lease-lost", None, "outlived its lease; left to the worker that holds it")
                 return
+            timer.log("dead", None, str(exc))
             if entry.exists() or entry.is_symlink():
                 self.folders.move(entry, to_failed=True, error=str(exc))
             return
@@ -82,9 +83,10 @@ class InboxWorker:
         try:
             self.store.complete(job.id, self.worker_id, state, output, audit)
         except LeaseLost:  # too slow: the job is another worker's now, and it writes the same result file
-            logger.warning("job %s (%s) outlived its lease; left to the worker that holds it", job.id, entry.name)
+            timer.log("lease-lost", result, "outlived its lease; left to the worker that holds it")
             return
         self.folders.move(entry, to_failed=False)
+        timer.log(state, result)
 
     def tick(self, stop: threading.Event) -> None:
         """Turn new files into jobs, then work until no job is ready or `stop` is set."""

@@ -80,6 +80,11 @@ class ItsmSettings(BaseModel):
         description="on a needs-review ticket, confident: write only the fields at or over their threshold, the "
         "human fills the rest (the note lists every guess); all: write every guess",
     )
+    mode: Literal["live", "shadow"] = Field(
+        "live",
+        description="shadow: triage, audit and count every ticket but write nothing back (no field, note or "
+        "label), to try the model on live tickets before it touches them",
+    )
     first_poll_days: int = Field(1, ge=0, description="with no cursor yet, start with tickets this recent")
     page_size: int = Field(50, ge=1, le=100)
     timeout_s: float = Field(30.0, gt=0)

@@ -8,7 +8,10 @@ writes nothing twice. Transient API failures (429 with Retry-After, 5xx, timeout
 capped backoff for a time budget without using up the ticket's attempts; a ticket that is gone (404)
 or text that cannot be triaged is dead-lettered at once. A source that keeps failing, or rejects our
 credentials, is paused by its circuit breaker (connectors/circuit_breaker.py): no poll and no claim
-until a probe gets through, so an outage burns no ticket."""
+until a probe gets through, so an outage burns no ticket.
+
+A source in `mode: shadow` is triaged, audited and counted, but nothing is written back: a team tries
+the model on live tickets before it lets it touch them."""
 
 import hashlib
 import logging
@@ -20,7 +23,9 @@ from ticketsmith.connectors.circuit_breaker import CircuitBreaker
 from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import ItsmConnector
 from ticketsmith.connectors.job_store import AuditRecord, FailureKind, FinalState, Job, JobStore, LeaseLost
+from ticketsmith.connectors.ticket_log import TicketTimer
 from ticketsmith.runtime.errors import DecodingError, TicketError
+from ticketsmith.runtime.schema import TriageResult
 from ticketsmith.runtime.triager import Triager
 
 logger = logging.getLogger(__name__)
@@ -89,29 +94,33 @@ class ItsmWorker:
         self._process(job)
         return True
 
+    @property
+    def shadow(self) -> bool:
+        return self.connector.settings.mode == "shadow"
+
     def _process(self, job: Job) -> None:
         key = str(job.payload["key"])
         marker = f"[ticketsmith:{self.connector.source}:{key}]"
+        timer = TicketTimer(self.connector.source, key, self.shadow)
+        result: TriageResult | None = None
         try:
             ticket = self.connector.fetch(key)
             result = self.triager.triage(ticket.text, ticket_id=key)
             self.store.extend(job.id, self.worker_id, self.lease_s)  # still ours? then write
-            written = self.connector.write_back(ticket, result, marker)
+            written = [] if self.shadow else self.connector.write_back(ticket, result, marker)
         except ConnectorError as exc:
             kind = failure_kind(exc)
             if kind == "permanent":
                 self.breaker.succeeded()  # the system answered: it is up, this ticket is the problem
             else:
                 self.breaker.failed(str(exc), "credentials" if kind == "paused" else "outage")
-            self._fail(job, str(exc), exc.retry_after, kind)
+            self._fail(job, timer, result, str(exc), exc.retry_after, kind)
             return
         except (TicketError, DecodingError) as exc:
-            self._fail(job, str(exc), None, "permanent")
+            self._fail(job, timer, result, str(exc), None, "permanent")
             return
         except LeaseLost:
-            logger.warning(
-                "%s %s: lease lost before write-back; left to the worker that holds it", self.connector.source, key
-            )
+            timer.log("lease-lost", result, "lost before write-back; left to the worker that holds it")
             return
         output = result.model_dump(mode="json")
         audit = AuditRecord(
@@ -120,20 +129,32 @@ class ItsmWorker:
             output=output,
             confidences=result.confidence.model_dump(),
             written_to=written,
+            mode=self.connector.settings.mode,
         )
         self.breaker.succeeded()
         state: FinalState = "needs_review" if result.needs_review else "done"
         try:
             self.store.complete(job.id, self.worker_id, state, output, audit)
         except LeaseLost:
-            logger.warning("%s %s outlived its lease; left to the worker that holds it", self.connector.source, key)
+            timer.log("lease-lost", result, "outlived its lease; left to the worker that holds it")
+            return
+        timer.log(state, result)
 
-    def _fail(self, job: Job, error: str, retry_after: float | None, kind: FailureKind) -> None:
+    def _fail(
+        self,
+        job: Job,
+        timer: TicketTimer,
+        result: TriageResult | None,
+        error: str,
+        retry_after: float | None,
+        kind: FailureKind,
+    ) -> None:
         try:
-            state: str = self.store.fail(job.id, self.worker_id, error, retry_after, kind)
+            state = self.store.fail(job.id, self.worker_id, error, retry_after, kind)
         except LeaseLost:  # too slow: the job is in other hands now, and they will retry it
-            state = "another worker's"
-        logger.warning("%s %s: %s (job now %s)", self.connector.source, job.payload["key"], error, state)
+            timer.log("lease-lost", result, error)
+            return
+        timer.log("dead" if state == "dead" else "retry", result, error)
 
     def tick(self, stop: threading.Event) -> None:
         """Poll when due, then work until no job is ready or `stop` is set. A paused source is left

@@ -4,6 +4,7 @@ The app depends on this protocol rather than on the concrete `Triager`, so that 
 (auth, limits, the OpenAPI contract) can run against a small fake without loading llama.cpp.
 `ticketsmith.runtime.triager.Triager` satisfies it."""
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ticketsmith.runtime.schema import TriageResult
@@ -16,4 +17,14 @@ class TicketTriager(Protocol):
 
     def model_info(self) -> dict[str, str]:
         """What is being served; the `model` key names the model file."""
+        ...
+
+    @property
+    def loaded(self) -> bool:
+        """False once the model is closed: /healthz answers 503."""
+        ...
+
+    @property
+    def trained_fields(self) -> Sequence[str]:
+        """The label fields a trained part predicts; none: /healthz says degraded."""
         ...

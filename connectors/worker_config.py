@@ -99,6 +99,10 @@ class WorkerConfig(BaseModel):
         for secret in _secrets_in(self):
             secret.get()
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret's value, for the log mask (call after `check_secrets`)."""
+        return [secret.get() for secret in _secrets_in(self)]
+
 
 def _secrets_in(value: object) -> Iterator[Secret]:
     if isinstance(value, Secret):

@@ -60,6 +60,7 @@ class Triager:
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
         self.observers: list[TriageObserver] = []
+        self._closed = False
         self._lock = threading.Lock()
         served = resolve(settings.model_path)
         taxonomy_path = settings.taxonomy_path
@@ -175,7 +176,13 @@ class Triager:
         with self._lock:
             self.decoder.feed_prompt(self._prefix + self._suffix, self.fixed_prefix_length, DecodeStats())
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model can triage: False once closed (the HTTP side's /healthz then says 503)."""
+        return not self._closed
+
     def close(self) -> None:
+        self._closed = True
         self.engine.close()
 
     def prompt_tokens(self, text: str) -> tuple[list[int], int, bool]:

@@ -164,7 +164,8 @@ def test_sdp_webhook_is_a_signal_to_poll(service: Service) -> None:
 def test_healthz_and_metrics(service: Service) -> None:
     service.store.enqueue("jira:IT", "IT-1", {"key": "IT-1"})
     health = httpx.get(f"{service.url}/healthz").json()
-    assert health["status"] == "ok" and health["jobs"] == {"new": 1}
+    assert health["status"] == "degraded" and health["jobs"] == {"new": 1}  # the embedded model is untrained
+    assert health["reasons"] == ["the model is not trained for its taxonomy: every ticket goes to review"]
     headers = {"Authorization": f"Bearer {TOKEN}"}
     httpx.post(f"{service.url}/v1/triage", json={"text": "Printer out of toner"}, headers=headers, timeout=120)
     metrics = httpx.get(f"{service.url}/metrics").text
@@ -203,7 +204,7 @@ def test_the_worker_serves_http_from_its_config_and_stops_on_sigterm(tmp_path: P
             except httpx.TransportError:
                 assert time.time() < deadline and process.poll() is None, "the worker's HTTP side did not start"
                 time.sleep(0.5)
-        assert health.json()["status"] == "ok"
+        assert health.status_code == 200 and health.json()["status"] == "degraded"  # untrained default model
         answer = httpx.post(
             f"http://127.0.0.1:{port}/v1/triage",
             json={"text": "Cannot log in to the VPN"},
@@ -406,12 +407,16 @@ def test_an_unexpected_failure_is_a_json_500_as_documented(taxonomy: Taxonomy, t
     store = LockedStore(tmp_path / "jobs.db")
     try:
         with serve(create_app(triager, store, ServiceMetrics(store.counts, triager.model_info()), [TOKEN], {})) as url:
-            answer = httpx.get(f"{url}/healthz")
-            documented = httpx.get(f"{url}/openapi.json").json()["paths"]["/healthz"]["get"]["responses"]
+            answer = httpx.get(f"{url}/metrics")
+            documented = httpx.get(f"{url}/openapi.json").json()["paths"]["/metrics"]["get"]["responses"]
+            health = httpx.get(f"{url}/healthz")  # a health check reports the failure instead
     finally:
         store.close()
     assert answer.status_code == 500 and answer.json() == {"detail": "internal error; it has been logged"}
     assert documented["500"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert health.status_code == 503 and health.json()["reasons"] == [
+        "the job store cannot be read: OperationalError: database is locked"
+    ]
 
 
 def test_a_job_store_outage_is_a_503_with_retry_after(

@@ -1,7 +1,6 @@
 """The `ticketsmith` command line."""
 
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -9,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ticketsmith.log_setup import LogFormat, LogLevel, configure_logging
 from ticketsmith.progress import track
 from ticketsmith.runtime.errors import TicketsmithError
 from ticketsmith.runtime.grammar import compile_grammar, write_grammar
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
 from ticketsmith.runtime.settings import load_settings, packaged_config
 from ticketsmith.runtime.taxonomy import Taxonomy, load_taxonomy
+from ticketsmith.versions import version_line
 
 if TYPE_CHECKING:
     from ticketsmith.runtime.triager import Triager
@@ -24,9 +25,29 @@ data_app = typer.Typer(help="Make labelled ticket datasets.", no_args_is_help=Tr
 app.add_typer(data_app, name="data")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
 @app.callback()
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+def _global_options(
+    ctx: typer.Context,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="stderr log lines as text or JSON (one object a line)")
+    ] = "text",
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            "--log-level", case_sensitive=False, help="default: WARNING; the worker adds its per-ticket lines at INFO"
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the versions and exit")
+    ] = False,
+) -> None:
+    configure_logging(log_format, log_level, ticket_lines=ctx.invoked_subcommand == "worker")
 
 
 TaxonomyOption = Annotated[Path | None, typer.Option("--taxonomy", help="taxonomy YAML (default: the packaged one)")]

@@ -30,6 +30,7 @@ def worker(
     Ctrl-C (the ticket in hand is finished first). Jobs live in a durable store: a killed worker loses
     nothing and writes nothing twice."""
     from ticketsmith.connectors.circuit_breaker import CircuitBreaker
+    from ticketsmith.connectors.health import SourcePauses
     from ticketsmith.connectors.http_app import start_http
     from ticketsmith.connectors.inbox import InboxFolders
     from ticketsmith.connectors.inbox_worker import InboxWorker
@@ -38,6 +39,7 @@ def worker(
     from ticketsmith.connectors.service import Source, run_service
     from ticketsmith.connectors.store_config import open_store
     from ticketsmith.connectors.worker_config import InboxSettings, load_worker_config, source_keys
+    from ticketsmith.log_setup import mask_secrets
     from ticketsmith.runtime.settings import RUNTIME_PATH_KEYS, load_settings
     from ticketsmith.runtime.triager import Triager
 
@@ -61,12 +63,14 @@ def worker(
             keys = ", ".join(f"`{key}`" for key in source_keys())
             raise typer.BadParameter(f"no source: give --inbox or a --config with one of {keys}")
         settings.check_secrets()
+        mask_secrets(settings.secret_values())  # read above; from here on no log line can show them
         store = open_store(settings.store, settings.state_dir, settings.retry)  # unreachable: one line, exit 2
         typer.echo("loading the model", err=True)
         triager = Triager(runtime)
     except TicketsmithError as exc:
         raise _fail(exc) from None
     worker_id = f"{os.uname().nodename}-{os.getpid()}"
+    pauses = SourcePauses()  # shown by /healthz and /metrics; each source's circuit breaker pauses and resumes it
     sources: list[Source] = []
     watch: list[Path] = []
     if settings.inbox is not None:
@@ -92,7 +96,7 @@ def worker(
     }
     sources += list(itsm_workers.values())
     try:
-        stop_http = start_http(settings, triager, itsm_workers) if settings.http else None
+        stop_http = start_http(settings, triager, itsm_workers, pauses) if settings.http else None
     except TicketsmithError as exc:
         raise _fail(exc) from None
     typer.echo(f"serving {len(sources)} source(s); state in {settings.state_dir}", err=True)

@@ -14,6 +14,8 @@ class FakeTriager:
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy
         self.texts: list[str] = []
+        self.loaded = True
+        self.trained_fields: list[str] = list(taxonomy.fields)  # it answers as a trained model would
 
     def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
         cleaned, truncated = clean_ticket_text(text, max_chars=1_000_000)
