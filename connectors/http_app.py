@@ -243,7 +243,8 @@ def start_http(
     """The HTTP side of a worker process, with its own connection to the job store; returns `stop`."""
     assert config.http is not None
     store = open_store(config.store, config.state_dir)
-    metrics = ServiceMetrics(store.counts, triager.model_info())
+    sources = [worker.connector.source for worker in itsm_workers.values()]
+    metrics = ServiceMetrics(store.counts, triager.model_info(), sources, (pauses or SourcePauses()).paused)
     triager.observers.append(metrics.observe)
     webhooks = {
         where: WebhookEndpoint(worker.connector.settings, worker.connector.source, worker.poll_soon)

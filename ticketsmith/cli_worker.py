@@ -40,7 +40,7 @@ def worker(
     from ticketsmith.connectors.store_config import open_store
     from ticketsmith.connectors.worker_config import InboxSettings, load_worker_config, source_keys
     from ticketsmith.log_setup import mask_secrets
-    from ticketsmith.runtime.settings import RUNTIME_PATH_KEYS, load_settings
+    from ticketsmith.runtime.settings import load_runtime_section
     from ticketsmith.runtime.triager import Triager
 
     stop = threading.Event()  # set before the model loads: a stop during start-up is a clean stop too
@@ -51,13 +51,8 @@ def worker(
         if inbox is not None:
             overrides["inbox"] = InboxSettings(root=inbox, settle_s=settle if settle is not None else 1.0)
         settings = load_worker_config(config, lease_s=lease, **overrides)
-        runtime_values = dict(settings.runtime)
-        for key in RUNTIME_PATH_KEYS:  # paths in the worker YAML are relative to that file, as everywhere
-            if config is not None and isinstance(runtime_values.get(key), str):
-                runtime_values[key] = str((config.parent / runtime_values[key]).resolve())
         flags = {"model_path": model, "lora_path": lora, "taxonomy_path": taxonomy, "n_threads": threads}
-        runtime_values.update({key: value for key, value in flags.items() if value is not None})  # flags win
-        runtime = load_settings(None, **runtime_values)
+        runtime = load_runtime_section(settings.runtime, config, **flags)  # flags, environment, then the YAML
         itsm_sources = settings.itsm_sources()
         if settings.inbox is None and not itsm_sources:
             keys = ", ".join(f"`{key}`" for key in source_keys())
@@ -90,7 +85,7 @@ def worker(
             worker_id,
             settings.lease_s,
             settings.poll_interval_s,
-            CircuitBreaker(connector.source, settings.breaker),
+            CircuitBreaker(connector.source, settings.breaker, pauses),
         )
         for where, connector in connectors.items()
     }
