@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import llama_cpp
 import llama_cpp.llama_cpp as llama_cpp_lib
 
+from ticketsmith.runtime.ggml_backends import ensure_loaded
 from ticketsmith.runtime.options import ExtraBuffers
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class CpuBackend:
 
 
 def system_features() -> str:
+    ensure_loaded()  # a portable build reports no CPU features until its CPU variant is loaded
     return " ".join(llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").split())
 
 

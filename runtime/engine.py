@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from ticketsmith.runtime.cpu_backend import CpuBackend, choose
 from ticketsmith.runtime.errors import ModelError
+from ticketsmith.runtime.ggml_backends import BackendBuild, ensure_loaded
 from ticketsmith.runtime.options import ExtraBuffers, FlashAttention
 
 GGUF_MAGIC = b"GGUF"
@@ -68,6 +69,7 @@ class LlamaEngine:
         check_gguf_file(model_path)
         if lora_path is not None:
             check_gguf_file(lora_path)
+        self.backends: BackendBuild = ensure_loaded()  # before llama.cpp looks for backends itself
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
