@@ -229,6 +229,7 @@ def test_sigkilled_worker_writes_every_ticket_back_exactly_once(fake: tuple[Fake
         "    api_token: {env: JIRA_TEST_TOKEN}\n"
         "    project: IT\n"
         "    page_size: 5\n"
+        "    review_writes: all\n"  # the untrained model reviews every ticket: write its guesses anyway
         "    fields: {category: {field: customfield_10050, shape: value}, urgency: {field: priority, shape: name}}\n",
         encoding="utf-8",
     )
