@@ -6,6 +6,7 @@ serves the summary and the group). Every list of fields elsewhere asks `Taxonomy
 import hashlib
 import json
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -108,10 +109,10 @@ class Taxonomy(BaseModel):
                 )
         return self
 
-    @property
+    @cached_property
     def fields(self) -> tuple[LabelField, ...]:
         """The label fields this taxonomy defines, in answer order; the subcategory only where the
-        categories have subcategories."""
+        categories have subcategories. Cached: the taxonomy is frozen, and every label check asks."""
         defined = {field for field, key in LABEL_SET_KEYS.items() if getattr(self, key)}
         if self.categories and self.categories[0].subcategories:
             defined.add("subcategory")
