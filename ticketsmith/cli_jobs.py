@@ -1,4 +1,5 @@
-"""The `jobs` commands: what the worker's queue holds, and the operator's two repairs (requeue, purge).
+"""The `jobs` commands: what the worker's queue holds, the operator's two repairs (requeue, purge), and
+how shadow-mode guesses agree with the labels humans set later (agreement).
 
 They work on either store, through the `JobStore` interface: the one a worker YAML names (`--config`),
 or the SQLite file in a state folder (`--state-dir`). Each prints for a human, or JSON with `--json`."""
@@ -6,16 +7,19 @@ or the SQLite file in a state folder (`--state-dir`). Each prints for a human, o
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ticketsmith.cli import _fail, app
 from ticketsmith.connectors.job_store import JOB_STATES, Job, JobDetail, JobState, JobStore
 from ticketsmith.runtime.errors import ConfigError, TicketsmithError
+
+if TYPE_CHECKING:  # imported inside `agreement`, as the other commands import their modules
+    from ticketsmith.connectors.agreement import AgreementReport, Tally
 
 jobs_app = typer.Typer(help="See and mend the worker's job queue (either store).", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -215,3 +219,75 @@ def purge(
         _print_json({"purged": count})
     else:
         typer.echo(f"purged {count} finished job(s) older than {older_than}")
+
+
+def _tally(tally: "Tally") -> str:
+    if not tally.labelled:
+        return "-"
+    return f"{tally.agreed}/{tally.labelled} ({tally.agreement or 0:.0%})"
+
+
+def _agreement_lines(report: "AgreementReport") -> Iterator[str]:
+    for source in report.sources:
+        live = f", {source.live} live (skipped: we wrote their fields)" if source.live else ""
+        yield f"{source.source}: {source.jobs} finished job(s): {source.shadow} in shadow mode{live}"
+        if not source.shadow:
+            continue
+        unreadable = f", {source.unreadable} unreadable ({_cut(source.first_error, 100)})" if source.unreadable else ""
+        yield f"  tickets read back: {source.read}{unreadable}"
+        yield (
+            f"  would have been auto-accepted: {source.auto_accepted} of {source.shadow}"
+            f" ({source.auto_accepted_share or 0:.0%})"
+        )
+        rows = [("FIELD", "SYSTEM FIELD", "READ", "NOT YET", "AGREE", "AUTO-ACCEPTED", "NEEDS REVIEW")]
+        rows += [
+            (
+                field.field,
+                field.system_field,
+                str(field.read),
+                str(field.not_labelled),
+                _tally(field.overall),
+                _tally(field.auto_accepted),
+                _tally(field.needs_review),
+            )
+            for field in source.fields
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            yield "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+    if report.other_jobs:
+        yield f"{report.other_jobs} finished job(s) of other sources (the inbox, sources no longer configured): skipped"
+
+
+@jobs_app.command("agreement")
+def agreement(
+    config: Annotated[Path, typer.Option("--config", "-c", help="worker YAML: the store and the ITSM sources")],
+    source: SourceOption = None,
+    since: Annotated[str | None, typer.Option("--since", help="only jobs finished this recently: 12h, 7d, 2w")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many jobs, the most recently finished")] = 500,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare shadow-mode guesses with the labels humans set later, read back from each ticket, per
+    source and field (live-mode jobs are skipped: their fields hold what we wrote)."""
+    from ticketsmith.connectors.agreement import measure_agreement
+    from ticketsmith.connectors.registry import connector_for
+    from ticketsmith.connectors.worker_config import load_worker_config
+
+    since_s = parse_age(since) if since is not None else None
+    with _store(config, None) as store, ExitStack() as closing:
+        settings = load_worker_config(config)  # _store has validated it: a config error is one line, exit 2
+        settings.check_secrets()
+        connectors = [connector_for(item.settings) for item in settings.itsm_sources()]
+        for connector in connectors:
+            closing.callback(connector.close)
+        names = [connector.source for connector in connectors]
+        if not names:
+            raise ConfigError(f"{config} names no ITSM source: there is nothing to read back")
+        if source is not None and source not in names:
+            raise ConfigError(f"no ITSM source {source!r} in {config}; its sources: {', '.join(names)}")
+        report = measure_agreement(store, connectors, since_s, limit, source)
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
+    for line in _agreement_lines(report):
+        typer.echo(line)
