@@ -1,53 +1,26 @@
-"""Labelled synthetic tickets generated from a taxonomy, reproducible with a seed.
+"""Labelled synthetic tickets drawn from the hand-written scenario bank, reproducible with a seed.
 
-Every subcategory, urgency x impact pair and application is cycled through in proportion; the text
-varies in phrasing, length, typos, greetings, signatures, forwarded-mail noise and language, and
-the summary target is a short rewrite built from the labels, not a copy of the text."""
+Each ticket tells one scenario of its subcategory (subcategories are cycled evenly), so its text,
+application, urgency and impact agree: an urgency or impact other than the scenario's own comes
+only with the cue sentence that implies it. The summary is the scenario's, written as an agent
+would, never a copy of the text. Format and rules: docs/synth-bank.md."""
 
-import itertools
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ticketsmith.runtime.errors import ConfigError
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS, Ticket
-from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Label, Taxonomy
+from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
+from ticketsmith.train.synth_bank import SCALE_FIELDS, Bank, Language, ScaleField, load_bank
+from ticketsmith.train.synth_plan import Plan, Slot, Story, make_plan
+from ticketsmith.train.synth_style import write, write_alert
 
-URGENCY_CUES = {
-    0: ["This is blocking all my work, please help immediately!", "URGENT - nothing works.", "Critical: we are down."],
-    1: ["I have a deadline today, please look at it soon.", "Quite urgent please.", "This is hurting us badly."],
-    2: ["There is a workaround but it is annoying.", "Please look at it when you can today.", ""],
-    3: ["No rush.", "Whenever you have time.", "Low priority, just wanted to report it."],
-}
-IMPACT_CUES = {
-    0: ["The whole company is affected.", "All sites report the same.", "Customers are affected too."],
-    1: ["Our whole department has this problem.", "Everyone on the 2nd floor is affected.", "Many users see it."],
-    2: ["A few people in my team have it.", "My team of 5 is affected.", "Two colleagues have the same issue."],
-    3: ["Only me so far.", "It is just my machine.", ""],
-}
-IMPACT_SUMMARY = {0: "company-wide", 1: "for a department", 2: "for a team", 3: "for one user"}
-PROBLEMS = [
-    "I have a problem with {kw}.",
-    "{Kw} is not working since this morning.",
-    "Since yesterday {kw} keeps failing.",
-    "Can someone help me with {kw}?",
-    "We need help: {kw}.",
-    "Issue with {kw} again, same as last week.",
-    "Request regarding {kw}.",
-]
-FOREIGN = {
-    "de": ["Ich habe ein Problem mit {kw}.", "{Kw} funktioniert seit heute Morgen nicht.", "Bitte um Hilfe: {kw}."],
-    "fr": ["J'ai un problème avec {kw}.", "{Kw} ne fonctionne plus depuis ce matin.", "Besoin d'aide : {kw}."],
-    "es": ["Tengo un problema con {kw}.", "{Kw} no funciona desde esta mañana.", "Necesito ayuda: {kw}."],
-}
-APP_MENTIONS = ["It happens in {app}.", "This is about {app}.", "({app})", "Using {app}."]
-GREETINGS = ["", "Hi,\n", "Hello team,\n", "Dear IT,\n", "Good morning,\n"]
-SIGNATURES = [
-    "",
-    "\nThanks",
-    "\nBest regards,\nAnna Schmidt\nFinance | ext. 4412",
-    "\nCheers, Tom\nSent from my iPhone",
-]
-FORWARD = "\n\n-----Original Message-----\nFrom: helpdesk@example.com\nSent: Monday 09:12\nSubject: RE: ticket\n"
+FOREIGN: tuple[Language, ...] = ("fr", "de")
+ALERT_SHARE = 0.35  # of the English tickets of a scenario that has alerts
+FORWARDED_ALERT_SHARE = 0.6  # the rest arrive as the monitoring tool wrote them, without cues
+DETAIL_SHARE = 0.4
+OWN_CUE_SHARE = 0.2  # a cue that repeats the scenario's own level: people say it anyway
 
 
 class SyntheticTicket(Ticket):
@@ -58,77 +31,115 @@ class SyntheticTicket(Ticket):
     language: str
 
 
-PLACEHOLDER_APPLICATIONS = {"not applicable", "none", "n/a", "other"}
+@dataclass(frozen=True)
+class Cue:
+    """A sentence added to a ticket, with the level (on the bank's scale) that it implies."""
+
+    field: ScaleField
+    level: str
+    sentence: str
 
 
-def _mentions(application: Label) -> bool:
-    return application.name.casefold() not in PLACEHOLDER_APPLICATIONS
+@dataclass(frozen=True)
+class Draft:
+    """A ticket with how it was made: the story told, the cues added and the writing style."""
+
+    ticket: SyntheticTicket
+    story: Story
+    cues: tuple[Cue, ...]
+    style: str
 
 
-def _keyword(label: Label, rng: random.Random) -> str:
-    return rng.choice(label.keywords) if label.keywords else label.name.lower()
-
-
-def _typos(text: str, rng: random.Random, rate: float) -> str:
-    chars = list(text)
-    for i in range(len(chars) - 1):
-        if chars[i].isalpha() and chars[i + 1].isalpha() and rng.random() < rate:
-            chars[i], chars[i + 1] = chars[i + 1], chars[i]
-    return "".join(chars)
-
-
-def _scale_index(labels: tuple[Label, ...], index: int) -> int:
-    """Map a position on the taxonomy's scale onto the 4 cue levels (most severe first)."""
-    return min(3, round(index * 3 / max(1, len(labels) - 1)))
-
-
-def generate(taxonomy: Taxonomy, n: int, seed: int = 0, foreign_share: float = 0.1) -> Iterator[SyntheticTicket]:
+def generate(
+    taxonomy: Taxonomy, n: int, seed: int = 0, foreign_share: float = 0.1, *, bank: Bank | None = None
+) -> Iterator[SyntheticTicket]:
     """`n` labelled tickets; a taxonomy it cannot write for is refused here, before the first one."""
+    return (draft.ticket for draft in draw(taxonomy, n, seed, foreign_share, bank=bank))
+
+
+def draw(
+    taxonomy: Taxonomy, n: int, seed: int = 0, foreign_share: float = 0.1, *, bank: Bank | None = None
+) -> Iterator[Draft]:
+    """The tickets of `generate` with their provenance (for tests and for inspecting the bank)."""
     missing = [field for field in LABEL_FIELDS if field not in taxonomy.fields]
-    if missing:  # it writes tickets from subcategory keywords and severity cues: it needs every field
+    if missing:  # every ticket is labelled in every field: a taxonomy without one cannot take them
         raise ConfigError(
             f"data synth needs a taxonomy that defines every field; '{taxonomy.name}' lacks {', '.join(missing)}"
         )
-    return _generate(taxonomy, n, seed, foreign_share)
+    if not 0.0 <= foreign_share <= 1.0:
+        raise ValueError(f"foreign_share is a share of the tickets, between 0 and 1, not {foreign_share}")
+    plan = make_plan(taxonomy, bank if bank is not None else load_bank())
+    return _draw(plan, taxonomy, n, seed, foreign_share)
 
 
-def _generate(taxonomy: Taxonomy, n: int, seed: int, foreign_share: float) -> Iterator[SyntheticTicket]:
+def _language(slot: Slot, rng: random.Random, foreign_share: float) -> Language:
+    """French or German at `foreign_share`, where the subcategory has text in it (else the other)."""
+    if rng.random() >= foreign_share:
+        return "en"
+    first = rng.choice(FOREIGN)
+    for language in (first, *(f for f in FOREIGN if f != first)):
+        if any(story.texts[language] for story in slot.stories):
+            return language
+    return "en"
+
+
+def _level(
+    plan: Plan, story: Story, field: ScaleField, language: Language, rng: random.Random
+) -> tuple[str, Cue | None]:
+    """The story's own level, or one of its alternatives with that level's cue sentence."""
+    own, alternatives = story.levels(field)
+    choices = tuple(dict.fromkeys((own, *alternatives)))
+    level = rng.choice(choices)
+    if level == own and rng.random() >= OWN_CUE_SHARE:
+        return level, None
+    cues = plan.styles.urgency if field == "urgency" else plan.styles.impact
+    department = rng.choice(plan.styles.departments.of(language))
+    return level, Cue(field, level, rng.choice(cues[level].of(language)).format(department=department))
+
+
+def _one(plan: Plan, taxonomy: Taxonomy, slot: Slot, ticket_id: str, rng: random.Random, share: float) -> Draft:
+    language = _language(slot, rng, share)
+    story = rng.choice([s for s in slot.stories if s.texts[language]])
+    alert = rng.choice(story.alerts) if language == "en" and story.alerts and rng.random() < ALERT_SHARE else None
+    # An alert as the tool wrote it has no cues, nor a named application: the story's own labels.
+    quiet = alert is not None and story.application is not None and rng.random() >= FORWARDED_ALERT_SHARE
+    levels: dict[str, str] = {}
+    cues: list[Cue] = []
+    for field, _ in SCALE_FIELDS:
+        level, cue = (story.levels(field)[0], None) if quiet else _level(plan, story, field, language, rng)
+        levels[field] = plan.level(field, level)
+        cues.extend([cue] if cue else [])
+    labelled = [cue.sentence for cue in cues]
+    application = story.application
+    if application is None:  # the taxonomy has no "Not Applicable": the text names the application
+        application = rng.choice(plan.applications)
+        mention = rng.choice(plan.styles.fallback.application_mentions.of(language))
+        labelled.append(mention.format(application=application))
+    if alert is not None:
+        written = write_alert(alert, labelled, language, plan.styles, rng, forwarded=not quiet)
+    else:
+        problem = [rng.choice(story.texts[language])]
+        if language == "en" and story.details and rng.random() < DETAIL_SHARE:
+            problem.append(rng.choice(story.details))
+        written = write(problem, labelled, language, plan.styles, rng)
+    fields = {
+        "id": ticket_id,
+        "text": written.text,
+        "summary": rng.choice(story.summaries)[:SUMMARY_MAX_CHARS],
+        "category": slot.category,
+        "subcategory": slot.subcategory,
+        "application": application,
+        **levels,
+        "assignment_group": slot.assignment_group,
+        "language": language,
+    }
+    ticket = SyntheticTicket.model_validate(fields, context={"taxonomy": taxonomy})
+    return Draft(ticket, story, tuple(cues), written.style)
+
+
+def _draw(plan: Plan, taxonomy: Taxonomy, n: int, seed: int, foreign_share: float) -> Iterator[Draft]:
     rng = random.Random(seed)
-    subcategories = [(c, s) for c in taxonomy.categories for s in c.subcategories]
-    severities = list(itertools.product(range(len(taxonomy.urgency)), range(len(taxonomy.impact))))
-    rng.shuffle(subcategories)
-    rng.shuffle(severities)
-    groups = taxonomy.choices("assignment_group")
+    order = list(range(len(plan.slots)))
+    rng.shuffle(order)
     for i in range(n):
-        category, sub = subcategories[i % len(subcategories)]
-        u, m = severities[i % len(severities)]
-        application = taxonomy.applications[rng.randrange(len(taxonomy.applications))]
-        keyword = _keyword(sub, rng)
-        language = rng.choice(list(FOREIGN)) if rng.random() < foreign_share else "en"
-        templates = PROBLEMS if language == "en" else FOREIGN[language]
-        parts = [rng.choice(templates).format(kw=keyword, Kw=keyword[:1].upper() + keyword[1:])]
-        if _mentions(application):
-            parts.append(rng.choice(APP_MENTIONS).format(app=application.name))
-        parts.append(rng.choice(URGENCY_CUES[_scale_index(taxonomy.urgency, u)]))
-        parts.append(rng.choice(IMPACT_CUES[_scale_index(taxonomy.impact, m)]))
-        body = " ".join(p for p in parts if p)
-        text = (
-            rng.choice(GREETINGS) + _typos(body, rng, rate=rng.choice([0.0, 0.0, 0.02, 0.05])) + rng.choice(SIGNATURES)
-        )
-        if rng.random() < 0.1:
-            text += FORWARD + "Previous message about an older issue, already closed."
-        app_part = f" in {application.name}" if _mentions(application) else ""
-        summary = f"{sub.name} issue{app_part}: {keyword} {IMPACT_SUMMARY[_scale_index(taxonomy.impact, m)]}"
-        ticket = {
-            "id": f"syn-{seed}-{i:06d}",
-            "text": text,
-            "summary": summary[:SUMMARY_MAX_CHARS],
-            "category": category.name,
-            "subcategory": sub.name,
-            "application": application.name,
-            "urgency": taxonomy.urgency[u].name,
-            "impact": taxonomy.impact[m].name,
-            "assignment_group": category.default_group or rng.choice(groups),
-            "language": language,
-        }
-        yield SyntheticTicket.model_validate(ticket, context={"taxonomy": taxonomy})
+        yield _one(plan, taxonomy, plan.slots[order[i % len(order)]], f"syn-{seed}-{i:06d}", rng, foreign_share)
