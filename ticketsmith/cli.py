@@ -286,4 +286,4 @@ def evaluate(
     typer.echo((out / "eval.md").read_text(encoding="utf-8"))
 
 
-from ticketsmith import cli_build, cli_jobs, cli_worker  # noqa: E402, F401  (register train, convert, jobs, worker)
+from ticketsmith import cli_build, cli_doctor, cli_jobs, cli_worker  # noqa: E402, F401  (register their commands)
