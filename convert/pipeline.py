@@ -125,6 +125,8 @@ def convert(request: ConvertRequest, progress: Progress) -> ConvertResult:
         GGUF_KEYS["ticketsmith_version"]: __version__,
         GGUF_KEYS["quant"]: quant,
     }
+    if metadata.ticket_tokens is not None:
+        keys[GGUF_KEYS["ticket_tokens"]] = str(metadata.ticket_tokens)
     taxonomy = request.adapter / "taxonomy.yaml"
     parity = None
     with tempfile.TemporaryDirectory(prefix=".ticketsmith-convert-", dir=out_dir) as tmp_name:
@@ -135,10 +137,10 @@ def convert(request: ConvertRequest, progress: Progress) -> ConvertResult:
             export_lora_gguf(request.adapter, hf_base, built, keys)
             if rows:
                 progress(f"parity: merged f16 GGUF vs base + LoRA on {len(rows)} tickets")
-                reference = _merged_f16(request.adapter, hf_base, tmp, progress)
+                reference = _merged_f16(request.adapter, hf_base, tmp, keys, progress)
                 parity = compare(reference, source, taxonomy, rows, request.min_agreement, candidate_lora=built)
         else:
-            reference = _merged_f16(request.adapter, hf_base, tmp, progress)
+            reference = _merged_f16(request.adapter, hf_base, tmp, keys, progress)
             progress(f"quantizing to {quant} with llama.cpp")
             quantize(reference, built, quant, keys)
             if rows:
@@ -153,6 +155,7 @@ def convert(request: ConvertRequest, progress: Progress) -> ConvertResult:
             kind="lora" if request.lora_gguf else "model",
             taxonomy_fingerprint=metadata.taxonomy_fingerprint,
             prompt_version=metadata.prompt_version,
+            ticket_tokens=metadata.ticket_tokens,
             sha256=file_sha256(built),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             ticketsmith_version=__version__,
@@ -175,7 +178,9 @@ def convert(request: ConvertRequest, progress: Progress) -> ConvertResult:
     return ConvertResult(manifest=manifest, parity=parity)
 
 
-def _merged_f16(adapter: Path, hf_base: Path, tmp: Path, progress: Progress) -> Path:
+def _merged_f16(adapter: Path, hf_base: Path, tmp: Path, keys: dict[str, str], progress: Progress) -> Path:
+    """The merged model as an f16 GGUF carrying ticketsmith's keys: the parity reference must be
+    served with the prompt and ticket token budget the model was trained with, as the candidate is."""
     merged = tmp / "merged"
     progress(f"merging {adapter} into {hf_base} (float32, saved as float16)")
     merge_adapter(adapter, hf_base, merged)
@@ -184,4 +189,7 @@ def _merged_f16(adapter: Path, hf_base: Path, tmp: Path, progress: Progress) -> 
     convert_to_f16_gguf(merged, f16)
     check_gguf_template(f16, merged)
     shutil.rmtree(merged)
-    return f16
+    keyed = tmp / "merged-f16-keyed.gguf"
+    quantize(f16, keyed, "F16", keys)
+    f16.unlink()
+    return keyed

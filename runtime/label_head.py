@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ticketsmith.runtime.errors import ModelError
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, LabelField, Taxonomy
+from ticketsmith.runtime.text_hygiene import keep_ends
 
 HEAD_FORMAT = "ticketsmith-label-head"
 HEAD_VERSION = 2  # 2: word and character blocks L2-normalised apart; 1 (still read): one norm for both
@@ -31,6 +32,9 @@ HEAD_ARRAYS = "head.npz"
 FEATURE_CHARS = 20_000  # a ticket's first characters that the head reads: a huge paste adds nothing
 WORD_NGRAMS = (1, 2)
 CHAR_NGRAMS = (2, 5)
+# Characters per token of SmolLM2's tokenizer on ticket text (bench/NOTES.md, "Ticket token budget"):
+# the head, which has no tokenizer, reads a window of the ticket token budget in characters.
+HEAD_CHARS_PER_TOKEN = 4
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACE = re.compile(r"\s\s+")
 PAIR_SEPARATOR = "\x1f"  # subcategory classes are `category<US>subcategory`: names repeat across categories
@@ -51,6 +55,12 @@ def ticket_features(text: str) -> list[str]:
             if len(padded) <= n:  # a word no longer than n counts once, whole
                 break
     return features
+
+
+def head_window(text: str, ticket_tokens: int | None) -> str:
+    """The part of a ticket the head reads: the start and end the LLM's ticket token budget keeps,
+    counted in characters. A head from before the budget (None) reads its first FEATURE_CHARS."""
+    return text if ticket_tokens is None else keep_ends(text, ticket_tokens * HEAD_CHARS_PER_TOKEN)
 
 
 def word_block_mask(vocabulary: list[str]) -> npt.NDArray[np.bool_]:
@@ -90,6 +100,9 @@ class HeadManifest(BaseModel):
     target_precision: float
     fields: dict[LabelField, FieldHead]
     vocabulary: list[str]
+    ticket_tokens: int | None = Field(
+        default=None, description="the ticket token budget whose window the head was fitted and is served on"
+    )
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
     created: str
     ticketsmith_version: str
@@ -152,7 +165,7 @@ class LabelHead:
 
     def margins(self, text: str) -> dict[LabelField, npt.NDArray[np.float64]]:
         """Each field's raw linear scores, one per class."""
-        columns, values = self.features(text)
+        columns, values = self.features(head_window(text, self.manifest.ticket_tokens))
         return {f: self._coef[f][:, columns] @ values + self._intercept[f] for f in self.fields}
 
     def label_margins(

@@ -17,6 +17,7 @@ GGUF_KEYS = {
     "prompt_version": "ticketsmith.prompt_version",
     "ticketsmith_version": "ticketsmith.version",
     "quant": "ticketsmith.quant",
+    "ticket_tokens": "ticketsmith.ticket_tokens",
 }
 
 
@@ -27,6 +28,7 @@ class ModelManifest(BaseModel):
     kind: str  # "model" (merged) or "lora" (an adapter GGUF applied over base_model)
     taxonomy_fingerprint: str
     prompt_version: str
+    ticket_tokens: int | None = None  # the ticket token budget it was trained with; None: the default
     sha256: str
     created: str
     ticketsmith_version: str

@@ -18,7 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ticketsmith.runtime.errors import ModelError
 from ticketsmith.runtime.taxonomy import Label, Taxonomy
-from ticketsmith.runtime.text_hygiene import clean_ticket_text
+from ticketsmith.runtime.text_hygiene import TAIL_SHARE, clean_ticket_text
 
 FULL_PROMPT = "ts-prompt-2"
 COMPACT_PROMPT = "ts-compact-1"
@@ -39,6 +39,12 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 _TICKET_SLOT = "\x00TICKET\x00"
+# The ticket token budget: the most ticket tokens a model reads, whatever its context. It bounds a
+# ticket's cost (a 270 KB mail took 50 s at the context size), is recorded in a trained model's
+# metadata and applied alike in training, the label head, eval and serving. A longer ticket keeps its
+# start and its end (1/TAIL_SHARE of the budget), with ELISION between them.
+TICKET_TOKENS = 512
+ELISION = "\n[...]\n"
 # Characters kept before tokenizing: no token is shorter than one character, so this never cuts
 # text the model could have read, and it keeps a 100 MB ticket from being tokenized whole.
 CHARS_PER_TOKEN_BOUND = 16
@@ -138,18 +144,25 @@ class EncodedPrompt:
 
 class PromptEncoder:
     """Token ids of a prompt, the same in training and serving: the fixed prefix (BOS added, special
-    tokens parsed), the cleaned ticket text cut to a token budget keeping its start (special tokens
-    not parsed), the fixed suffix."""
+    tokens parsed), the cleaned ticket text cut to the ticket token budget keeping its start and end
+    (special tokens not parsed), the fixed suffix."""
 
-    def __init__(self, parts: PromptParts, tokenize: Tokenize) -> None:
+    def __init__(self, parts: PromptParts, tokenize: Tokenize, ticket_tokens: int = TICKET_TOKENS) -> None:
         self.version = parts.version
         self.tokenize = tokenize
+        self.ticket_tokens = ticket_tokens
         self.prefix = tokenize(parts.prefix, add_special=True, parse_special=True)
         self.suffix = tokenize(parts.suffix, parse_special=True)
+        self.elision = tokenize(ELISION)
 
-    def encode(self, ticket_text: str, text_budget: int) -> EncodedPrompt:
-        cleaned, truncated = clean_ticket_text(ticket_text, text_budget * CHARS_PER_TOKEN_BOUND)
+    def encode(self, ticket_text: str, room: int) -> EncodedPrompt:
+        """The prompt of `ticket_text`, whose tokens are cut to the ticket token budget, or to the
+        `room` the context leaves when that is less."""
+        budget = min(room, self.ticket_tokens)
+        cleaned, truncated = clean_ticket_text(ticket_text, budget * CHARS_PER_TOKEN_BOUND)
         tokens = self.tokenize(cleaned)
-        if len(tokens) > text_budget:
-            tokens, truncated = tokens[:text_budget], True
+        if len(tokens) > budget:
+            tail = budget // TAIL_SHARE
+            head = max(0, budget - tail - len(self.elision))
+            tokens, truncated = tokens[:head] + self.elision + tokens[len(tokens) - tail :], True
         return EncodedPrompt(self.prefix + tokens + self.suffix, len(tokens), truncated)

@@ -70,7 +70,7 @@ class Ticket(BaseModel):
 
 
 class FieldConfidence(BaseModel):
-    """Per-field confidence in [0, 1], from the model's token probabilities (see README)."""
+    """Per-field confidence in [0, 1], from the model's token probabilities (see docs/decoding.md)."""
 
     model_config = ConfigDict(extra="forbid")
 

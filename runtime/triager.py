@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -15,7 +16,7 @@ from ticketsmith.runtime.grammar import compile_grammar
 from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
 from ticketsmith.runtime.label_head import LabelHead
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, check_compatible
-from ticketsmith.runtime.prompt import FULL_PROMPT, PROMPT_VERSIONS, PromptBuilder, PromptEncoder
+from ticketsmith.runtime.prompt import FULL_PROMPT, PROMPT_VERSIONS, TICKET_TOKENS, PromptBuilder, PromptEncoder
 from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
 from ticketsmith.runtime.served_model import resolve
 from ticketsmith.runtime.settings import RuntimeSettings
@@ -51,6 +52,15 @@ class LlmTraining:
 
     trained: bool
     prompt_version: str
+    ticket_tokens: int
+
+
+def _ticket_tokens(where: Path, recorded: str) -> int:
+    """The ticket token budget a model's metadata records: a model served with another would read
+    tickets cut differently from those it learned on."""
+    if not recorded.isdigit() or int(recorded) < MIN_TEXT_TOKENS:
+        raise ModelError(f"{where}: its ticket token budget {recorded!r} is not a whole number >= {MIN_TEXT_TOKENS}")
+    return int(recorded)
 
 
 class Triager:
@@ -92,7 +102,7 @@ class Triager:
         builder = PromptBuilder(
             self.taxonomy, self.engine.metadata("tokenizer.chat_template"), version=training.prompt_version
         )
-        self.encoder = PromptEncoder(builder.parts(), self.engine.tokenize)
+        self.encoder = PromptEncoder(builder.parts(), self.engine.tokenize, training.ticket_tokens)
         self.prompt_version = self.encoder.version
         self._prefix, self._suffix = self.encoder.prefix, self.encoder.suffix
         self.decoder = GuidedDecoder(
@@ -117,15 +127,18 @@ class Triager:
         sources = [(self.model_path, self.engine.metadata)]
         if self.settings.lora_path is not None:
             sources.append((self.settings.lora_path, self.engine.lora_metadata))
-        trained, prompts = False, set()
+        trained, prompts, budget = False, set(), TICKET_TOKENS
         for where, read in sources:
             fingerprint, prompt = read(GGUF_KEYS["taxonomy_fingerprint"]), read(GGUF_KEYS["prompt_version"])
             check_compatible(where, fingerprint, prompt, self.taxonomy.fingerprint(), PROMPT_VERSIONS)
             trained = trained or fingerprint is not None
             prompts |= {prompt} if prompt is not None else set()
+            recorded = read(GGUF_KEYS["ticket_tokens"])
+            if recorded is not None:  # the LoRA's, read last, is what was trained
+                budget = _ticket_tokens(where, recorded)
         if len(prompts) > 1:
             raise ModelError(f"{self.model_path} and its LoRA were trained with different prompts: {sorted(prompts)}")
-        return LlmTraining(trained, prompts.pop() if prompts else FULL_PROMPT)
+        return LlmTraining(trained, prompts.pop() if prompts else FULL_PROMPT, budget)
 
     def _knows(self, field: LabelField) -> bool:
         """Whether a trained part predicts `field`, or the taxonomy leaves it no choice."""

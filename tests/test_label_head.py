@@ -20,6 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ticketsmith.runtime.errors import ModelError
 from ticketsmith.runtime.label_head import HEAD_ARRAYS, HEAD_JSON, LabelHead, ticket_features
+from ticketsmith.runtime.prompt import TICKET_TOKENS
 from ticketsmith.runtime.settings import RuntimeSettings
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy, load_taxonomy
 from ticketsmith.runtime.triager import UNTRAINED_REASON, Triager
@@ -59,6 +60,16 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy) -> Pat
 @pytest.fixture(scope="module")
 def head(run_dir: Path, taxonomy: Taxonomy) -> LabelHead:
     return LabelHead(run_dir / "head", taxonomy)
+
+
+def test_the_head_reads_the_start_and_end_the_ticket_token_budget_keeps(head: LabelHead) -> None:
+    """Fitted and served on the same window: what a long mail says between its start and its end
+    changes nothing, as it changes nothing for the LLM."""
+    assert head.manifest.ticket_tokens == TICKET_TOKENS
+    start, end = "my laptop screen is cracked. " * 60, " please send a new one." * 30
+    printer = head.margins(start + "printer toner paper jam " * 500 + end)
+    password = head.margins(start + "password reset locked out " * 500 + end)
+    assert all(np.array_equal(printer[f], password[f]) for f in head.fields)
 
 
 words = st.text(alphabet=st.sampled_from("abcXYZ éß1_-.!? \t\n"), max_size=60)

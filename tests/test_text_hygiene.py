@@ -5,14 +5,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ticketsmith.runtime.errors import TicketError
-from ticketsmith.runtime.text_hygiene import clean_ticket_text, strip_html
+from ticketsmith.runtime.text_hygiene import clean_ticket_text, keep_ends, strip_html
 
 ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=300)
 
 
 @given(ANY_TEXT, st.integers(min_value=1, max_value=400))
 def test_any_text_is_cleaned_or_clearly_empty(text: str, limit: int) -> None:
-    visible = any(not ch.isspace() and unicodedata.category(ch) not in {"Cc", "Zl", "Zp"} for ch in text[:limit])
+    kept = keep_ends(text, limit)
+    visible = any(not ch.isspace() and unicodedata.category(ch) not in {"Cc", "Zl", "Zp"} for ch in kept)
     try:
         cleaned, was_cut = clean_ticket_text(text, limit)
     except TicketError:
@@ -23,6 +24,17 @@ def test_any_text_is_cleaned_or_clearly_empty(text: str, limit: int) -> None:
     cleaned.encode("utf-8")  # no lone surrogates left
     assert not any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in cleaned)
     assert len(cleaned) <= limit
+
+
+@given(st.text(max_size=300), st.integers(min_value=1, max_value=400))
+def test_a_cut_keeps_the_start_and_the_end(text: str, limit: int) -> None:
+    kept = keep_ends(text, limit)
+    assert len(kept) <= limit
+    if len(text) <= limit:
+        assert kept == text
+    else:
+        tail = limit // 4
+        assert kept.startswith(text[: limit - tail - 1]) and kept.endswith(text[len(text) - tail :])
 
 
 def test_lone_surrogates_and_crlf() -> None:

@@ -32,6 +32,10 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="tickets per device step")] = None,
     grad_accum: Annotated[int | None, typer.Option(help="steps per optimizer update")] = None,
     max_length: Annotated[int | None, typer.Option(help="tokens per example; ticket text is cut to fit")] = None,
+    ticket_tokens: Annotated[
+        int | None,
+        typer.Option(help="ticket token budget (default 512): a longer ticket keeps its start and end; recorded"),
+    ] = None,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank")] = None,
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha")] = None,
     lora_targets: Annotated[str | None, typer.Option(help="comma-separated module names")] = None,
@@ -69,6 +73,7 @@ def train(
             batch_size=batch_size,
             grad_accum=grad_accum,
             max_length=max_length,
+            ticket_tokens=ticket_tokens,
             lora_r=lora_r,
             lora_alpha=lora_alpha,
             prompt=prompt,
@@ -91,6 +96,7 @@ def train(
                 base=settings.base,
                 max_examples=settings.max_examples,
                 target_precision=target_precision,
+                ticket_tokens=settings.ticket_tokens,
                 progress=lambda line: typer.echo(line, err=True),
             )
             typer.echo(head.model_dump_json(indent=2))

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ticketsmith.runtime.answer_format import AnswerLayout
-from ticketsmith.runtime.prompt import FULL_PROMPT, PromptBuilder, PromptEncoder, Tokenize
+from ticketsmith.runtime.prompt import FULL_PROMPT, TICKET_TOKENS, PromptBuilder, PromptEncoder, Tokenize
 from ticketsmith.runtime.schema import SUMMARY_MAX_CHARS
 from ticketsmith.runtime.taxonomy import Taxonomy
 from ticketsmith.runtime.text_hygiene import clean_ticket_text
@@ -56,11 +56,14 @@ class TrainingEncoder:
         max_length: int,
         max_summary_tokens: int,
         prompt_version: str = FULL_PROMPT,
+        ticket_tokens: int = TICKET_TOKENS,
     ) -> None:
         self.taxonomy = taxonomy
         self.layout = AnswerLayout.of(taxonomy)
         self.tokenize = tokenize
-        self.prompt = PromptEncoder(PromptBuilder(taxonomy, chat_template, version=prompt_version).parts(), tokenize)
+        self.prompt = PromptEncoder(
+            PromptBuilder(taxonomy, chat_template, version=prompt_version).parts(), tokenize, ticket_tokens
+        )
         self.end_of_turn = end_of_turn
         self.max_length = max_length
         self.max_summary_tokens = max_summary_tokens

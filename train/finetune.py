@@ -36,6 +36,7 @@ class AdapterMetadata(BaseModel):
     base_sha256: str | None
     taxonomy_fingerprint: str
     prompt_version: str
+    ticket_tokens: int | None = None  # None: an adapter from before the budget (served with the default)
     data_sha256: str
     examples: int
     hyperparameters: dict[str, Any]
@@ -152,6 +153,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         config.max_length,
         config.max_summary_tokens,
         prompt_version=PROMPT_BY_NAME[config.prompt],
+        ticket_tokens=config.ticket_tokens,
     )
     train_examples = encode_file(encoder, config.train_data, config.max_examples)
     dev_examples = encode_file(encoder, config.dev_data, None) if config.dev_data else []
@@ -220,6 +222,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         base_sha256=file_sha256(source) if source.is_file() else None,
         taxonomy_fingerprint=taxonomy.fingerprint(),
         prompt_version=encoder.prompt.version,
+        ticket_tokens=encoder.prompt.ticket_tokens,
         data_sha256=file_sha256(config.train_data),
         examples=len(train_examples),
         hyperparameters=json.loads(config.model_dump_json()),

@@ -38,10 +38,12 @@ from ticketsmith.runtime.label_head import (
     HEAD_VERSION,
     FieldHead,
     HeadManifest,
+    head_window,
     pair_class,
     ticket_features,
     word_block_mask,
 )
+from ticketsmith.runtime.prompt import TICKET_TOKENS
 from ticketsmith.runtime.taxonomy import LabelField, Taxonomy
 from ticketsmith.train.metrics import FieldScores, precision_curve, score_field
 
@@ -222,6 +224,7 @@ def fit_head(
     dev_rows: Sequence[dict[str, Any]] = (),
     seed: int = 0,
     jobs: int = 2,
+    ticket_tokens: int = TICKET_TOKENS,
     progress: Callable[[str], None] = lambda _: None,
 ) -> HeadReport:
     """Fit, calibrate and save a head for every field `rows` label; measure it on `dev_rows`."""
@@ -231,11 +234,12 @@ def fit_head(
         raise ConfigError(
             "the training tickets label no field with two or more of the taxonomy's labels: nothing to learn"
         )
-    texts = [str(row["text"]) for row in rows]
+    texts = [head_window(str(row["text"]), ticket_tokens) for row in rows]
     progress(f"counting n-grams of {len(texts)} tickets")
     vectors = BlockTfidf(len(texts))
     matrix = vectors.fit_transform(texts)
-    dev_matrix = vectors.transform([str(r["text"]) for r in dev_rows]) if dev_rows else None
+    dev_texts = [head_window(str(r["text"]), ticket_tokens) for r in dev_rows]
+    dev_matrix = vectors.transform(dev_texts) if dev_rows else None
     heads: dict[LabelField, FieldHead] = {}
     arrays: dict[str, npt.NDArray[Any]] = {"idf": vectors.idf}
     metrics: dict[str, dict[str, Any]] = {}
@@ -280,6 +284,7 @@ def fit_head(
         target_precision=target_precision,
         fields=heads,
         vocabulary=vectors.vocabulary,
+        ticket_tokens=ticket_tokens,
         metrics=metrics,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         ticketsmith_version=__version__,
@@ -342,6 +347,7 @@ def fit_run_head(
     base: Path | None,
     max_examples: int | None,
     target_precision: float,
+    ticket_tokens: int = TICKET_TOKENS,
     progress: Callable[[str], None],
 ) -> HeadReport:
     """The head of a run folder: `run/head/`, the taxonomy it serves and `run.json` naming the base
@@ -359,7 +365,13 @@ def fit_run_head(
     if not rows:
         raise ConfigError(f"{train_path}: no labelled tickets (JSONL lines with a `text` field)")
     report = fit_head(
-        rows, taxonomy, run_dir / RUN_HEAD, target_precision=target_precision, dev_rows=dev_rows, progress=progress
+        rows,
+        taxonomy,
+        run_dir / RUN_HEAD,
+        target_precision=target_precision,
+        dev_rows=dev_rows,
+        ticket_tokens=ticket_tokens,
+        progress=progress,
     )
     (run_dir / RUN_TAXONOMY).write_text(taxonomy_path.read_text(encoding="utf-8"), encoding="utf-8")
     run = {"base": str(base.resolve()) if base is not None else None, "head": RUN_HEAD}

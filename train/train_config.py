@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ticketsmith.runtime.prompt import TICKET_TOKENS
 from ticketsmith.runtime.schema import SUMMARY_MAX_TOKENS
 from ticketsmith.runtime.settings import packaged_config
 from ticketsmith.runtime.yaml_config import load_with_overrides
@@ -30,6 +31,11 @@ class TrainConfig(BaseModel):
     batch_size: Annotated[int, Field(ge=1)] = 1
     grad_accum: Annotated[int, Field(ge=1)] = 8
     max_length: Annotated[int, Field(ge=128)] = 2048
+    ticket_tokens: Annotated[int, Field(ge=64)] = Field(
+        TICKET_TOKENS,
+        description="the ticket token budget: a longer ticket keeps its start and end; recorded in the model and "
+        "applied alike by the label head and the runtime",
+    )
     max_summary_tokens: Annotated[int, Field(ge=4, le=256)] = SUMMARY_MAX_TOKENS
     max_examples: Annotated[int, Field(ge=1)] | None = None
     prompt: Literal["compact", "full"] = Field(
