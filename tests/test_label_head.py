@@ -72,6 +72,31 @@ def test_the_head_reads_the_start_and_end_the_ticket_token_budget_keeps(head: La
     assert all(np.array_equal(printer[f], password[f]) for f in head.fields)
 
 
+def test_calibration_tickets_alone_fit_calibration_and_a_bounded_head_keeps_salient_ngrams(
+    tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    """Synthetic tickets are easier than real ones: when real ones are given, they alone set the
+    calibration and thresholds (out of fold), and a size bound keeps the n-grams the classes weigh."""
+    synthetic = [t.model_dump(mode="json") for t in generate(taxonomy, 200, seed=3)]
+    real = [t.model_dump(mode="json") for t in generate(taxonomy, 60, seed=4)]
+    report = fit_run_head(
+        _write(tmp_path / "synthetic.jsonl", synthetic),
+        None,
+        REPO / "configs" / "taxonomy.yaml",
+        tmp_path / "run",
+        base=None,
+        max_examples=None,
+        target_precision=0.95,
+        calibration_path=_write(tmp_path / "real.jsonl", real),
+        max_features=500,
+        progress=lambda _: None,
+    )
+    head = LabelHead(tmp_path / "run" / "head", taxonomy)
+    assert len(head.manifest.vocabulary) == 500 and head.manifest.examples == 260
+    assert all(spec.fitted_on.startswith("out-of-fold margins of 60 calibration") for spec in head.fields.values())
+    assert all(field["out_of_fold"]["scored"] == 60 for field in report.fields.values())
+
+
 words = st.text(alphabet=st.sampled_from("abcXYZ éß1_-.!? \t\n"), max_size=60)
 
 

@@ -50,6 +50,14 @@ def train(
     target_precision: Annotated[
         float, typer.Option(min=0.5, max=1.0, help="precision the head's review thresholds are fitted for")
     ] = 0.95,
+    calibration_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration-data",
+            help="labelled JSONL of real tickets beside synthetic --data: the head trains on them too, and its "
+            "calibration and review thresholds are fitted on their out-of-fold predictions alone",
+        ),
+    ] = None,
 ) -> None:
     """Fit the label head, then fine-tune a LoRA adapter (QLoRA on a CUDA GPU, LoRA on a CPU) on
     labelled tickets, offline. The run folder (--out) can be served as it stands: --model RUN."""
@@ -97,6 +105,7 @@ def train(
                 max_examples=settings.max_examples,
                 target_precision=target_precision,
                 ticket_tokens=settings.ticket_tokens,
+                calibration_path=calibration_data,
                 progress=lambda line: typer.echo(line, err=True),
             )
             typer.echo(head.model_dump_json(indent=2))

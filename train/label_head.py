@@ -103,12 +103,13 @@ class BlockTfidf:
     """scikit-learn's TF-IDF of `ticket_features` (sublinear tf, smooth idf), with the word block and
     the character block of each row L2-normalised apart (runtime/label_head.word_block_mask says why)."""
 
-    def __init__(self, n_tickets: int) -> None:
+    def __init__(self, n_tickets: int, vocabulary: Sequence[str] | None = None) -> None:
         self.tfidf = TfidfVectorizer(
             analyzer=ticket_features,
             sublinear_tf=True,
             norm=None,
             min_df=2 if n_tickets >= MIN_DF_FROM else 1,
+            vocabulary=vocabulary,  # a fixed one: the salient n-grams of a size-bounded head
             dtype=np.float64,
         )
         self.vocabulary: list[str] = []
@@ -195,14 +196,35 @@ def threshold_for_precision(
     return 1.0 if widest is None else float(curve.confidence[widest])
 
 
-def choose_c(features: csr_matrix, targets: npt.NDArray[np.int64], n_classes: int, seed: int, jobs: int) -> float:
-    """The C of the grid with the best out-of-fold accuracy on a sample of the tickets."""
+def salient_features(matrix: csr_matrix, fields: dict[LabelField, FieldData], keep: int, jobs: int) -> list[int]:
+    """The `keep` columns with the largest weight in any class of any field, by one fit per field on
+    every ticket: the n-grams a size-bounded head cannot do without (the most frequent ones are not
+    those: frequency-pruning to 30,000 cost 4 points of category accuracy, bench/NOTES.md)."""
+    fits = Parallel(n_jobs=jobs)(delayed(_svm(0.2).fit)(matrix[d.rows], d.targets) for d in fields.values())
+    weight = np.max([np.abs(np.asarray(model.coef_)).max(axis=0) for model in fits], axis=0)
+    return sorted(int(i) for i in np.argsort(-weight, kind="stable")[:keep])
+
+
+def choose_c(
+    features: csr_matrix,
+    targets: npt.NDArray[np.int64],
+    n_classes: int,
+    seed: int,
+    jobs: int,
+    scored: npt.NDArray[np.bool_] | None = None,
+) -> float:
+    """The C of the grid with the best out-of-fold accuracy on a sample of the tickets, counted on the
+    `scored` ones (the calibration tickets, all in the sample) when given."""
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.permutation(len(targets))[:C_SEARCH_TICKETS])
+    order = rng.permutation(len(targets))
+    if scored is not None:
+        order = np.concatenate([order[scored[order]], order[~scored[order]]])
+    sample = np.sort(order[: max(C_SEARCH_TICKETS, int(scored.sum()) if scored is not None else 0)])
+    counted = scored[sample] if scored is not None else np.ones(len(sample), dtype=bool)
     scores = {}
     for c in C_GRID:
         margins = out_of_fold(features[sample], targets[sample], n_classes, c, seed, jobs)
-        scores[c] = float((margins.argmax(axis=1) == targets[sample]).mean())
+        scores[c] = float((margins.argmax(axis=1) == targets[sample])[counted].mean())
     best = max(C_GRID, key=lambda c: (scores[c], -abs(np.log(c / 0.2))))
     log.info("C by %d-fold CV on %d tickets: %s -> %s", FOLDS, len(sample), scores, best)
     return best
@@ -225,9 +247,16 @@ def fit_head(
     seed: int = 0,
     jobs: int = 2,
     ticket_tokens: int = TICKET_TOKENS,
+    calibration: Sequence[bool] | None = None,
+    max_features: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> HeadReport:
-    """Fit, calibrate and save a head for every field `rows` label; measure it on `dev_rows`."""
+    """Fit, calibrate and save a head for every field `rows` label; measure it on `dev_rows`.
+
+    All rows are trained on. C, the calibration and the review threshold come from out-of-fold
+    predictions: of every row, or of the rows marked in `calibration` when given. Those are the
+    tickets like the ones served (real ones beside synthetic ones, which are easier than real
+    tickets and would make the head overconfident)."""
     started = time.perf_counter()
     fields = labelled_fields(rows, taxonomy)
     if not fields:
@@ -238,21 +267,32 @@ def fit_head(
     progress(f"counting n-grams of {len(texts)} tickets")
     vectors = BlockTfidf(len(texts))
     matrix = vectors.fit_transform(texts)
+    if max_features is not None and len(vectors.vocabulary) > max_features:
+        progress(f"keeping the {max_features} most salient of {len(vectors.vocabulary)} n-grams")
+        keep = salient_features(matrix, fields, max_features, jobs)
+        vectors = BlockTfidf(len(texts), [vectors.vocabulary[i] for i in keep])
+        matrix = vectors.fit_transform(texts)
     dev_texts = [head_window(str(r["text"]), ticket_tokens) for r in dev_rows]
     dev_matrix = vectors.transform(dev_texts) if dev_rows else None
     heads: dict[LabelField, FieldHead] = {}
     arrays: dict[str, npt.NDArray[Any]] = {"idf": vectors.idf}
     metrics: dict[str, dict[str, Any]] = {}
     report_fields: dict[str, dict[str, Any]] = {}
+    marked = np.asarray(calibration, dtype=bool) if calibration is not None else None
+    if marked is not None and len(marked) != len(rows):
+        raise ValueError("calibration marks one flag per training row")
     for field, data in fields.items():
         progress(f"{field}: {len(data.classes)} labels on {len(data.rows)} tickets")
         features, n_classes = matrix[data.rows], len(data.classes)
-        c = choose_c(features, data.targets, n_classes, seed, jobs)
+        scored = marked[data.rows] if marked is not None and marked[data.rows].any() else None
+        c = choose_c(features, data.targets, n_classes, seed, jobs, scored)
         oof = out_of_fold(features, data.targets, n_classes, c, seed, jobs)
-        scale = fit_scale(oof, data.targets)
+        fit_on = scored if scored is not None else np.ones(len(data.rows), dtype=bool)
+        oof, targets = oof[fit_on], data.targets[fit_on]
+        scale = fit_scale(oof, targets)
         probabilities = np.exp(log_softmax(scale * oof))
         confidence = probabilities.max(axis=1)
-        correct = probabilities.argmax(axis=1) == data.targets
+        correct = probabilities.argmax(axis=1) == targets
         threshold = threshold_for_precision(confidence, correct, target_precision)
         model = _svm(c).fit(features, data.targets)
         coef, intercept = np.asarray(model.coef_), np.asarray(model.intercept_)
@@ -264,9 +304,11 @@ def fit_head(
             head_weight=scale,
             llm_weight=0.0,
             review_threshold=threshold,
-            fitted_on=f"out-of-fold margins of {len(data.rows)} training tickets ({FOLDS}-fold)",
+            fitted_on=f"out-of-fold margins of {len(targets)} "
+            + ("calibration" if scored is not None else "training")
+            + f" tickets ({FOLDS}-fold)",
         )
-        oof_scores = score_field(data.targets, probabilities, threshold)
+        oof_scores = score_field(targets, probabilities, threshold)
         metrics[f"{field}_out_of_fold"] = oof_scores.as_dict()
         report_fields[field] = {"C": c, "scale": round(scale, 4), "threshold": round(threshold, 4)}
         report_fields[field]["out_of_fold"] = oof_scores.as_dict()
@@ -348,10 +390,13 @@ def fit_run_head(
     max_examples: int | None,
     target_precision: float,
     ticket_tokens: int = TICKET_TOKENS,
+    calibration_path: Path | None = None,
+    max_features: int | None = None,
     progress: Callable[[str], None],
 ) -> HeadReport:
     """The head of a run folder: `run/head/`, the taxonomy it serves and `run.json` naming the base
-    LLM, so that `--model run` serves it as it stands."""
+    LLM, so that `--model run` serves it as it stands. Tickets of `calibration_path` are trained on
+    too, and alone fit the calibration and thresholds (fit_head)."""
     from ticketsmith.runtime.served_model import RUN_FILE, RUN_HEAD, RUN_TAXONOMY
     from ticketsmith.runtime.taxonomy import load_taxonomy
     from ticketsmith.train.evaluate import read_labelled
@@ -360,17 +405,22 @@ def fit_run_head(
     try:
         rows = read_labelled(train_path, max_examples)
         dev_rows = read_labelled(dev_path, None) if dev_path is not None else []
+        calibration_rows = read_labelled(calibration_path, None) if calibration_path is not None else []
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the labelled tickets: {exc}") from None
     if not rows:
         raise ConfigError(f"{train_path}: no labelled tickets (JSONL lines with a `text` field)")
+    if calibration_path is not None and not calibration_rows:
+        raise ConfigError(f"{calibration_path}: no labelled tickets to calibrate with")
     report = fit_head(
-        rows,
+        [*rows, *calibration_rows],
         taxonomy,
         run_dir / RUN_HEAD,
         target_precision=target_precision,
         dev_rows=dev_rows,
         ticket_tokens=ticket_tokens,
+        calibration=[False] * len(rows) + [True] * len(calibration_rows) if calibration_rows else None,
+        max_features=max_features,
         progress=progress,
     )
     (run_dir / RUN_TAXONOMY).write_text(taxonomy_path.read_text(encoding="utf-8"), encoding="utf-8")
