@@ -23,7 +23,7 @@ LLAMA_CMAKE_ARGS := $(or $(CMAKE_ARGS),$(if $(filter 1,$(TICKETSMITH_PORTABLE)),
 # cache does not key on CMAKE_ARGS, so it would hand back a build made with other flags.
 LLAMA_PIP := $(BIN)/pip install --quiet --no-cache-dir --no-deps
 
-.PHONY: demo test lint install install-dev native portable gpu clean
+.PHONY: demo test lint install install-dev native portable gpu default-model clean
 
 # Set-up steps are silent on stdout (progress goes to stderr): `make demo` prints only JSON tickets.
 $(BIN)/python:
@@ -63,6 +63,12 @@ gpu: $(BIN)/python
 ## Set up and triage the sample tickets on the embedded default model.
 demo: install
 	@$(BIN)/ticketsmith triage --input examples/tickets.jsonl
+
+## Rebuild the default taxonomy's shipped label head (runtime/default_head/) from the scenario bank and
+## four fifths of the hand-written set; its figures on the test fifth go to default-model.json.
+default-model: install-dev
+	$(BIN)/python -m ticketsmith.train.default_build --handwritten bench/data/handwritten --examples examples \
+		--out runtime/default_head --work build/default-model
 
 ## Set up and run the test suite (the real model, no mocks).
 test: install-dev

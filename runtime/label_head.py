@@ -168,6 +168,22 @@ class LabelHead:
         columns, values = self.features(head_window(text, self.manifest.ticket_tokens))
         return {f: self._coef[f][:, columns] @ values + self._intercept[f] for f in self.fields}
 
+    def predict(self, text: str) -> dict[LabelField, str]:
+        """The head's own label for each field it scores (the subcategory among its category's, when
+        it scores both): what it would answer without the LLM, for measurements."""
+        margins = self.margins(text)
+        guess: dict[LabelField, str] = {}
+        for field, spec in self.fields.items():
+            if field != "subcategory":
+                guess[field] = spec.classes[int(margins[field].argmax())]
+        category = guess.get("category")
+        if "subcategory" in self.fields:
+            classes = self.fields["subcategory"].classes
+            allowed = [i for i, c in enumerate(classes) if category is None or c.startswith(category + PAIR_SEPARATOR)]
+            best = max(allowed or range(len(classes)), key=lambda i: margins["subcategory"][i])
+            guess["subcategory"] = classes[best].split(PAIR_SEPARATOR)[-1]
+        return guess
+
     def label_margins(
         self, field: LabelField, margins: npt.NDArray[np.float64], labels: tuple[str, ...], category: str | None
     ) -> npt.NDArray[np.float64]:
@@ -177,6 +193,15 @@ class LabelHead:
         keys = [pair_class(category, label) if category is not None else label for label in labels]
         floor = float(margins.min()) - 1.0
         return np.array([margins[position[k]] if k in position else floor for k in keys])
+
+
+def head_taxonomy(folder: Path) -> str | None:
+    """The taxonomy fingerprint a head folder was fitted for, read without loading its arrays."""
+    try:
+        value = json.loads((folder / HEAD_JSON).read_text(encoding="utf-8")).get("taxonomy_fingerprint")
+    except (OSError, ValueError):
+        return None  # unreadable: LabelHead says how
+    return value if isinstance(value, str) else None
 
 
 def head_fields(folder: Path) -> list[str]:

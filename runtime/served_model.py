@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ticketsmith.runtime.default_model import embedded_model_path
+from ticketsmith.runtime.default_model import default_head_path, embedded_model_path
 from ticketsmith.runtime.errors import ModelError
 from ticketsmith.runtime.label_head import HEAD_JSON
 from ticketsmith.runtime.model_manifest import ModelManifest, manifest_path
@@ -21,6 +21,8 @@ class ServedModel:
     gguf: Path
     head: Path | None  # folder with head.json and head.npz
     taxonomy: Path | None  # the taxonomy the run was trained for, when known
+    # The shipped head of the default taxonomy: served only with that taxonomy, left out with another.
+    head_is_default: bool = False
 
 
 def _run_base(folder: Path) -> Path:
@@ -41,7 +43,7 @@ def _run_base(folder: Path) -> Path:
 
 def resolve(model: Path | None) -> ServedModel:
     if model is None:
-        return ServedModel(embedded_model_path(), None, None)
+        return ServedModel(embedded_model_path(), default_head_path(), None, head_is_default=True)
     if model.is_dir():
         run_head = model / RUN_HEAD
         if not (run_head / HEAD_JSON).is_file():

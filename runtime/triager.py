@@ -14,11 +14,11 @@ from ticketsmith.runtime.errors import ConfigError, DecodingError, ModelError, T
 from ticketsmith.runtime.fusion import FieldParts, TicketPriors
 from ticketsmith.runtime.grammar import compile_grammar
 from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
-from ticketsmith.runtime.label_head import LabelHead
+from ticketsmith.runtime.label_head import LabelHead, head_taxonomy
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, check_compatible
 from ticketsmith.runtime.prompt import FULL_PROMPT, PROMPT_VERSIONS, TICKET_TOKENS, PromptBuilder, PromptEncoder
 from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
-from ticketsmith.runtime.served_model import resolve
+from ticketsmith.runtime.served_model import ServedModel, resolve
 from ticketsmith.runtime.settings import RuntimeSettings
 from ticketsmith.runtime.taxonomy import LabelField, load_taxonomy
 
@@ -77,7 +77,7 @@ class Triager:
         if served.taxonomy is not None and "taxonomy_path" not in settings.model_fields_set:
             taxonomy_path = served.taxonomy  # a run folder is served with the taxonomy it was trained for
         self.taxonomy = load_taxonomy(taxonomy_path)
-        self.head = LabelHead(served.head, self.taxonomy) if served.head is not None else None
+        self.head = self._load_head(served)
         self.grammar = compile_grammar(self.taxonomy)
         self.model_path = served.gguf
         largest_set = max(len(labels) for labels in self._label_sets())
@@ -120,6 +120,13 @@ class Triager:
             raise ConfigError(
                 f"n_ctx={self.engine.n_ctx} leaves no room for ticket text; set n_ctx to at least {needed}"
             )
+
+    def _load_head(self, served: ServedModel) -> LabelHead | None:
+        if served.head is None:
+            return None
+        if served.head_is_default and head_taxonomy(served.head) != self.taxonomy.fingerprint():
+            return None  # the shipped head knows the default taxonomy only: another one is served untrained
+        return LabelHead(served.head, self.taxonomy)
 
     def _check_trained_for_this_setup(self) -> LlmTraining:
         """Refuse a model trained for another setup; says whether the LLM was trained for this one

@@ -204,7 +204,7 @@ def test_the_worker_serves_http_from_its_config_and_stops_on_sigterm(tmp_path: P
             except httpx.TransportError:
                 assert time.time() < deadline and process.poll() is None, "the worker's HTTP side did not start"
                 time.sleep(0.5)
-        assert health.status_code == 200 and health.json()["status"] == "degraded"  # untrained default model
+        assert health.status_code == 200 and health.json()["status"] == "ok"  # the shipped default head
         answer = httpx.post(
             f"http://127.0.0.1:{port}/v1/triage",
             json={"text": "Cannot log in to the VPN"},
