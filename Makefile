@@ -23,7 +23,7 @@ LLAMA_CMAKE_ARGS := $(or $(CMAKE_ARGS),$(if $(filter 1,$(TICKETSMITH_PORTABLE)),
 # cache does not key on CMAKE_ARGS, so it would hand back a build made with other flags.
 LLAMA_PIP := $(BIN)/pip install --quiet --no-cache-dir --no-deps
 
-.PHONY: demo test lint install install-dev native portable gpu default-model clean
+.PHONY: demo test test-fast lint install install-dev native portable gpu default-model clean
 
 # Set-up steps are silent on stdout (progress goes to stderr): `make demo` prints only JSON tickets.
 $(BIN)/python:
@@ -73,6 +73,10 @@ default-model: install-dev
 ## Set up and run the test suite (the real model, no mocks).
 test: install-dev
 	$(BIN)/python -m pytest
+
+## The tests that load no real model (no `model` marker: see docs/layout.md), for the edit-test loop.
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not model"
 
 # mypy cannot follow setuptools' folder mapping (runtime/ -> ticketsmith.runtime): give it a link tree.
 PACKAGE_PARTS := runtime train convert connectors configs grammars

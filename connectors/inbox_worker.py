@@ -10,8 +10,8 @@ import threading
 from ticketsmith.connectors.inbox import InboxFolders, read_inbox_file
 from ticketsmith.connectors.job_store import AuditRecord, FinalState, Job, JobStore, LeaseLost
 from ticketsmith.connectors.ticket_log import TicketTimer
+from ticketsmith.connectors.triage_port import TicketTriager
 from ticketsmith.runtime.errors import DecodingError, TicketError
-from ticketsmith.runtime.triager import Triager
 
 SOURCE = "inbox"
 
@@ -19,7 +19,7 @@ SOURCE = "inbox"
 class InboxWorker:
     def __init__(
         self,
-        triager: Triager,
+        triager: TicketTriager,
         store: JobStore,
         folders: InboxFolders,
         worker_id: str,

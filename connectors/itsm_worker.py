@@ -24,9 +24,9 @@ from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import ItsmConnector
 from ticketsmith.connectors.job_store import AuditRecord, FailureKind, FinalState, Job, JobStore, LeaseLost
 from ticketsmith.connectors.ticket_log import TicketTimer
+from ticketsmith.connectors.triage_port import TicketTriager
 from ticketsmith.runtime.errors import DecodingError, TicketError
 from ticketsmith.runtime.schema import TriageResult
-from ticketsmith.runtime.triager import Triager
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def failure_kind(exc: ConnectorError) -> FailureKind:
 class ItsmWorker:
     def __init__(
         self,
-        triager: Triager,
+        triager: TicketTriager,
         store: JobStore,
         connector: ItsmConnector,
         worker_id: str,

@@ -1,7 +1,8 @@
-"""What the HTTP side needs from a triager, and no more.
+"""What the HTTP side and the workers need from a triager, and no more.
 
-The app depends on this protocol rather than on the concrete `Triager`, so that tests about HTTP
-(auth, limits, the OpenAPI contract) can run against a small fake without loading llama.cpp.
+The HTTP app and the inbox and ITSM workers depend on this protocol rather than on the concrete
+`Triager`, so that tests about HTTP (auth, limits, the OpenAPI contract) and about connector and
+worker logic can run against a small fake (tests/fakes/triager.py) without loading llama.cpp.
 `ticketsmith.runtime.triager.Triager` satisfies it."""
 
 from collections.abc import Sequence
@@ -17,6 +18,10 @@ class TicketTriager(Protocol):
 
     def model_info(self) -> dict[str, str]:
         """What is being served; the `model` key names the model file."""
+        ...
+
+    def model_label(self) -> str:
+        """`model_info` in one line, as audit records carry it."""
         ...
 
     @property

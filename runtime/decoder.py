@@ -90,7 +90,7 @@ class DecodedAnswer:
     parts: dict[str, FieldParts] = field(default_factory=dict)
 
 
-def _opens_sentence(text: str, piece: str) -> bool:
+def opens_sentence(text: str, piece: str) -> bool:
     """Whether `piece` starts a second sentence after `text` (whose last token may carry the space)."""
     stripped = text.rstrip()
     return stripped.endswith((".", "!", "?")) and (stripped != text or piece[:1].isspace()) and bool(piece.strip())
@@ -321,7 +321,7 @@ class GuidedDecoder:
                 text += taken.written
                 break
             # a token that only begins a character stands for a character that is not a space
-            if state.at_boundary and self.one_sentence and _opens_sentence(text, taken.written or "\ufffd"):
+            if state.at_boundary and self.one_sentence and opens_sentence(text, taken.written or "\ufffd"):
                 break
             log_probs.append(float(log_softmax_at(logits, [token])[0]))
             text += taken.written

@@ -8,7 +8,7 @@ from tests.fakes.faults import Fault, FaultyServer
 from ticketsmith.connectors.itsm import ItsmConnector
 from ticketsmith.connectors.itsm_worker import ItsmWorker
 from ticketsmith.connectors.job_store import SqliteJobStore
-from ticketsmith.runtime.triager import Triager
+from ticketsmith.connectors.triage_port import TicketTriager
 
 TICKETS = [
     ("VPN drops every 5 minutes", "Since this morning the VPN disconnects.\nWhole finance team affected."),
@@ -19,8 +19,22 @@ TICKETS = [
 ]
 
 
-def make_worker(triager: Triager, connector: ItsmConnector, tmp_path: Path) -> tuple[ItsmWorker, SqliteJobStore]:
-    store = SqliteJobStore(tmp_path / "jobs.db")
+class SteppedJobStore(SqliteJobStore):
+    """A job store on the wall clock plus an offset that `skip_backoff` moves forward, so a test can
+    make failed jobs due without waiting out their backoff (and without touching the database)."""
+
+    def __init__(self, path: Path) -> None:
+        self.offset_s = 0.0
+        super().__init__(path, clock=lambda: time.time() + self.offset_s)
+
+    def skip_backoff(self) -> None:
+        """Move the clock to when the last failed job is due: every failed job can be claimed again."""
+        due = [job.next_attempt_at for job in self.list_jobs("failed")]
+        self.offset_s += max([0.0, *(at - self.now() for at in due)])
+
+
+def make_worker(triager: TicketTriager, connector: ItsmConnector, tmp_path: Path) -> tuple[ItsmWorker, SteppedJobStore]:
+    store = SteppedJobStore(tmp_path / "jobs.db")
     return ItsmWorker(triager, store, connector, "test-worker", lease_s=60, poll_interval_s=0), store
 
 
@@ -30,16 +44,16 @@ def drain(worker: ItsmWorker) -> None:
         pass
 
 
-def retry_now(worker: ItsmWorker, store: SqliteJobStore) -> None:
+def retry_now(worker: ItsmWorker, store: SteppedJobStore) -> None:
     """Skip the backoff wait of failed jobs and work them again."""
-    store._db.execute("UPDATE jobs SET next_attempt_at = 0")
+    store.skip_backoff()
     drain(worker)
 
 
 def check_fault_outcome(
     server: FaultyServer,
     worker: ItsmWorker,
-    store: SqliteJobStore,
+    store: SteppedJobStore,
     key: str,
     fault: Fault,
     state: str,

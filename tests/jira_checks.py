@@ -8,7 +8,7 @@ from tests.itsm_helpers import TICKETS
 from ticketsmith.connectors.itsm import FieldTarget, OurField
 from ticketsmith.connectors.jira_rest import JiraRestConnector
 from ticketsmith.connectors.job_store import SqliteJobStore
-from ticketsmith.runtime.triager import Triager
+from ticketsmith.connectors.triage_port import TicketTriager
 
 FIELDS: dict[OurField, FieldTarget] = {
     "category": FieldTarget(field="customfield_10050", shape="value"),
@@ -49,7 +49,9 @@ def check_every_issue_written_once(
         assert len(audit) == 1 and f"{system}:{key}:note" in audit[0].written_to
 
 
-def check_a_second_pass_writes_nothing(site: FakeJiraSite, connector: JiraRestConnector, triager: Triager) -> None:
+def check_a_second_pass_writes_nothing(
+    site: FakeJiraSite, connector: JiraRestConnector, triager: TicketTriager
+) -> None:
     """As after a crash between write-back and completion: the retry finds everything written."""
     edits_before = len(site.edits)
     ticket = connector.fetch("IT-1")

@@ -25,6 +25,7 @@ def schema() -> dict[str, object]:
     return parsed
 
 
+@pytest.mark.model  # `ticketsmith triage` loads the real model
 def test_batch_of_hostile_lines(tmp_path: Path, schema: dict[str, object]) -> None:
     lines = [
         json.dumps({"id": "a", "text": "Wi-Fi in meeting room 4 is down"}),
@@ -56,12 +57,14 @@ def test_batch_of_hostile_lines(tmp_path: Path, schema: dict[str, object]) -> No
     assert b"line 3 is not JSON" in out.stderr
 
 
+@pytest.mark.model  # `ticketsmith triage` loads the real model
 def test_single_text_prints_one_ticket(schema: dict[str, object]) -> None:
     out = run("triage", "My password expired and I cannot log in", "--threads", "2")
     assert out.returncode == 0, out.stderr
     jsonschema.validate(json.loads(out.stdout), schema)
 
 
+@pytest.mark.model  # `ticketsmith triage` loads the real model
 def test_stdin_input(schema: dict[str, object]) -> None:
     out = run("triage", "--input", "-", stdin=b'{"id": 1, "text": "Zoom has no sound"}\n')
     assert out.returncode == 0, out.stderr
@@ -107,6 +110,7 @@ def test_grammar_command_matches_checked_in_file() -> None:
     assert out.stdout.decode() == (REPO / "grammars" / "ticket.gbnf").read_text(encoding="utf-8")
 
 
+@pytest.mark.model  # `ticketsmith eval` loads the real model
 def test_data_synth_import_and_eval_chain(tmp_path: Path) -> None:
     synth = run("data", "synth", "-n", "30", "--seed", "4", "--out", str(tmp_path / "synth.jsonl"))
     assert synth.returncode == 0, synth.stderr

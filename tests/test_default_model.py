@@ -58,6 +58,7 @@ def test_the_test_fifth_is_a_fixed_rule_and_four_tickets_per_subcategory() -> No
     assert all(is_test_fifth(i) for i in ("HW-LAP-05", "SR-INF-20")) and not is_test_fifth("HW-LAP-01")
 
 
+@pytest.mark.model  # loads the real model and head
 def test_a_plain_triage_serves_the_default_head_over_the_embedded_model() -> None:
     served = resolve(None)
     assert served.gguf == embedded_model_path() and served.head == DEFAULT_HEAD_DIR and served.head_is_default
@@ -71,6 +72,7 @@ def test_a_plain_triage_serves_the_default_head_over_the_embedded_model() -> Non
         triager.close()
 
 
+@pytest.mark.model  # loads the real model
 def test_another_taxonomy_is_served_without_the_default_head() -> None:
     triager = Triager(load_settings(taxonomy_path=TINY, n_threads=2, n_ctx=1024))
     try:

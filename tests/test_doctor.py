@@ -47,6 +47,7 @@ def test_doctor_on_the_embedded_model(settings: RuntimeSettings, triager: Triage
     assert f"category={report.sample.labels['category']}" in text and "lowest confidence" in text
 
 
+@pytest.mark.model  # `ticketsmith doctor` loads the real model
 def test_json_report_through_the_cli() -> None:
     result = runner.invoke(app, ["doctor", "--json", "--threads", "2"])
     assert result.exit_code == 0, result.stderr

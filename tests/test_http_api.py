@@ -183,6 +183,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.model  # `ticketsmith worker` loads the real model
 def test_the_worker_serves_http_from_its_config_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "worker.yaml"

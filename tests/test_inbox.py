@@ -1,4 +1,7 @@
-"""The inbox folder: file reading, hostile files, and a worker killed with SIGKILL again and again."""
+"""The inbox folder: file reading, hostile files, and a worker killed with SIGKILL again and again.
+
+The in-process worker tests are about files and jobs, not labels: they run on the fake triager. The
+`ticketsmith worker` processes are the end-to-end tests through the real model."""
 
 import os
 import random
@@ -11,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.triager import FakeTriager
 from ticketsmith.connectors.inbox import InboxFolders, read_inbox_file
 from ticketsmith.connectors.inbox_worker import InboxWorker
 from ticketsmith.connectors.job_store import AuditRecord, SqliteJobStore
+from ticketsmith.connectors.triage_port import TicketTriager
 from ticketsmith.runtime.errors import TicketError
-from ticketsmith.runtime.triager import Triager
 
 EML = b"Subject: Outlook crash\r\nContent-Type: text/html\r\n\r\n<p>Outlook <b>crashes</b> on start</p>\r\n"
 
@@ -62,7 +66,7 @@ def test_symlinks_are_not_followed_and_huge_files_are_cut(tmp_path: Path) -> Non
     assert big.cut and len(big.text) == 10_000
 
 
-def make_worker(triager: Triager, root: Path, settle_s: float = 0.0) -> tuple[InboxWorker, SqliteJobStore]:
+def make_worker(triager: TicketTriager, root: Path, settle_s: float = 0.0) -> tuple[InboxWorker, SqliteJobStore]:
     store = SqliteJobStore(root / "state" / "jobs.db")
     return InboxWorker(triager, store, InboxFolders(root), "test-worker", settle_s=settle_s), store
 
@@ -73,8 +77,8 @@ def run_until_idle(worker: InboxWorker) -> None:
         pass
 
 
-def test_worker_handles_hostile_names_duplicates_and_bad_files(triager: Triager, tmp_path: Path) -> None:
-    worker, store = make_worker(triager, tmp_path)
+def test_worker_handles_hostile_names_duplicates_and_bad_files(fake_triager: FakeTriager, tmp_path: Path) -> None:
+    worker, store = make_worker(fake_triager, tmp_path)
     inbox = worker.folders.inbox
     (inbox / "weird name\nwith newline ü.txt").write_text("Teams has no sound")
     (inbox / "..dots.txt").write_text("hidden-looking names are skipped")
@@ -92,8 +96,8 @@ def test_worker_handles_hostile_names_duplicates_and_bad_files(triager: Triager,
     assert sum(store.counts().get(s, 0) for s in ("done", "needs_review")) == 2
 
 
-def test_half_written_files_wait_for_the_settle_time(triager: Triager, tmp_path: Path) -> None:
-    worker, store = make_worker(triager, tmp_path, settle_s=0.5)
+def test_half_written_files_wait_for_the_settle_time(fake_triager: FakeTriager, tmp_path: Path) -> None:
+    worker, store = make_worker(fake_triager, tmp_path, settle_s=0.5)
     (worker.folders.inbox / "new.txt").write_text("Wi-Fi drops")
     worker.scan()
     assert store.counts() == {}
@@ -102,14 +106,16 @@ def test_half_written_files_wait_for_the_settle_time(triager: Triager, tmp_path:
     assert list(worker.folders.processed.iterdir()) == [worker.folders.processed / "new.txt"]
 
 
-def test_a_finished_job_whose_original_was_not_moved_is_not_triaged_again(triager: Triager, tmp_path: Path) -> None:
-    worker, store = make_worker(triager, tmp_path)
+def test_a_finished_job_whose_original_was_not_moved_is_not_triaged_again(
+    fake_triager: FakeTriager, tmp_path: Path
+) -> None:
+    worker, store = make_worker(fake_triager, tmp_path)
     original = worker.folders.inbox / "crash.txt"
     original.write_text("Outlook crashes")
     worker.scan()
     job = store.claim("test-worker", 60)
     assert job is not None
-    result = triager.triage("Outlook crashes")
+    result = fake_triager.triage("Outlook crashes")
     audit = AuditRecord(input_hash="h", model="m", output={})
     store.complete(job.id, "test-worker", "done", result.model_dump(mode="json"), audit)  # crash before the move
     run_until_idle(worker)
@@ -123,6 +129,7 @@ def inbox_worker_command(root: Path, lease_s: int) -> list[str]:
     return [sys.executable, "-m", "ticketsmith", "worker", *options]
 
 
+@pytest.mark.model  # `ticketsmith worker` processes load the real model
 def test_sigterm_while_the_model_loads_is_a_clean_stop(tmp_path: Path) -> None:
     """systemd may stop the service while it starts: exit 0, and the ticket stays for the next start."""
     folders = InboxFolders(tmp_path)
@@ -139,6 +146,7 @@ def test_sigterm_while_the_model_loads_is_a_clean_stop(tmp_path: Path) -> None:
     assert [p.name for p in (*folders.inbox.iterdir(), *folders.processed.iterdir())] == ["ticket.txt"]
 
 
+@pytest.mark.model  # `ticketsmith worker` processes load the real model
 def test_sigkill_at_random_moments_loses_nothing_and_writes_nothing_twice(tmp_path: Path) -> None:
     folders = InboxFolders(tmp_path)
     names = [f"ticket-{i:02d}.txt" for i in range(10)]

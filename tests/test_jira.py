@@ -15,6 +15,7 @@ from tests.fakes import openapi_spec
 from tests.fakes.faults import Fault
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
+from tests.fakes.triager import FakeTriager
 from tests.itsm_helpers import TICKETS, drain, make_worker, retry_now
 from tests.jira_checks import (
     FIELDS,
@@ -27,6 +28,7 @@ from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import Secret
 from ticketsmith.connectors.jira import JiraConnector, JiraSettings
 from ticketsmith.connectors.job_store import SqliteJobStore
+from ticketsmith.runtime.taxonomy import Taxonomy
 from ticketsmith.runtime.triager import Triager
 
 
@@ -88,17 +90,17 @@ def test_worker_triages_writes_back_once_and_routes_review(
 
 
 def test_a_ticket_for_review_gets_its_confident_fields_only(
-    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, taxonomy: Taxonomy, tmp_path: Path
 ) -> None:
     """The default `review_writes: confident`: a field under its threshold is left for the human,
     and the note lists every guess with its confidence."""
     jira, url = fake
     key = jira.add_issue(*TICKETS[0])
     connector = JiraConnector(settings(url, monkeypatch, review_writes="confident"))
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(FakeTriager(taxonomy, unsure=["category"]), connector, tmp_path)
     drain(worker)
     job = store.get("jira:IT", key)
-    assert job is not None and job.result is not None and job.state == "needs_review"  # the untrained default
+    assert job is not None and job.result is not None and job.state == "needs_review"  # as an untrained model
     fields, unsure = jira.issues[key]["fields"], set(job.result["review_fields"])
     assert "category" in unsure and fields.get("customfield_10050") is None
     expected_group = None if "assignment_group" in unsure else job.result["assignment_group"]
@@ -109,25 +111,27 @@ def test_a_ticket_for_review_gets_its_confident_fields_only(
 
 
 def test_a_humans_later_edit_is_never_overwritten(
-    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager
 ) -> None:
     jira, url = fake
     key = jira.add_issue(*TICKETS[0], customfield_10050={"value": "Chosen by a human"})
     connector = JiraConnector(settings(url, monkeypatch))
     ticket = connector.fetch(key)
-    written = connector.write_back(ticket, triager.triage(ticket.text), f"[m:{key}]")
+    written = connector.write_back(ticket, fake_triager.triage(ticket.text), f"[m:{key}]")
     assert jira.issues[key]["fields"]["customfield_10050"] == {"value": "Chosen by a human"}
     assert f"jira:{key}:kept-human-value:customfield_10050" in written
     connector.close()
 
 
-def test_jsm_internal_note(fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager) -> None:
+def test_jsm_internal_note(
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager
+) -> None:
     jira, url = fake
     key = jira.add_issue(*TICKETS[1])
     connector = JiraConnector(settings(url, monkeypatch, internal_note="jsm"))
     ticket = connector.fetch(key)
     for _ in range(2):
-        connector.write_back(ticket, triager.triage(ticket.text), f"[m:{key}]")
+        connector.write_back(ticket, fake_triager.triage(ticket.text), f"[m:{key}]")
     assert len(jira.jsm_comments[key]) == 1 and jira.jsm_comments[key][0]["public"] is False
     assert jira.comments[key] == []
     connector.close()
@@ -148,7 +152,7 @@ def test_jsm_internal_note(fake: tuple[FakeJira, str], monkeypatch: pytest.Monke
 def test_faults_retry_or_dead_letter_and_lose_nothing(
     fake: tuple[FakeJira, str],
     monkeypatch: pytest.MonkeyPatch,
-    triager: Triager,
+    fake_triager: FakeTriager,
     tmp_path: Path,
     fault: Fault,
     state: str,
@@ -157,7 +161,7 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
     jira, url = fake
     jira.add_issue(*TICKETS[2])
     connector = JiraConnector(settings(url, monkeypatch))
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     jira.faults.append(fault)
     started = time.time()
     drain(worker)
@@ -174,7 +178,7 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
 
 
 def test_rejected_credentials_keep_the_ticket(
-    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+    fake: tuple[FakeJira, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager, tmp_path: Path
 ) -> None:
     jira, url = fake
     jira.add_issue(*TICKETS[3])
@@ -183,7 +187,7 @@ def test_rejected_credentials_keep_the_ticket(
         connector.fetch("IT-1")
     assert raised.value.status == 401 and raised.value.transient
     assert "wrong" not in str(raised.value)
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     assert worker.poll_once() == 0  # polling failed; nothing lost, nothing enqueued, cursor unchanged
     assert store.get_cursor("jira:IT") is None
     connector.close()
@@ -210,6 +214,7 @@ def test_the_deploy_example_config_is_valid() -> None:
     ]
 
 
+@pytest.mark.model  # `ticketsmith worker` processes load the real model
 def test_sigkilled_worker_writes_every_ticket_back_exactly_once(fake: tuple[FakeJira, str], tmp_path: Path) -> None:
     """The service as deployed (`ticketsmith worker --config`), killed with SIGKILL at random moments and
     restarted, against the fake Jira: every ticket gets exactly one field update and exactly one note."""

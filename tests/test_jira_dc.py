@@ -12,6 +12,7 @@ import pytest
 from tests.fakes.faults import Fault
 from tests.fakes.jira_dc import FakeJiraDc
 from tests.fakes.server import serve
+from tests.fakes.triager import FakeTriager
 from tests.itsm_helpers import TICKETS, check_fault_outcome, drain, make_worker, retry_now
 from tests.jira_checks import (
     FIELDS,
@@ -117,13 +118,13 @@ def test_worker_triages_writes_back_once_and_routes_review(
 
 
 def test_a_humans_later_edit_is_never_overwritten_and_jsm_notes_are_internal(
-    fake: tuple[FakeJiraDc, str], monkeypatch: pytest.MonkeyPatch, triager: Triager
+    fake: tuple[FakeJiraDc, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager
 ) -> None:
     jira, url = fake
     key = jira.add_issue(*TICKETS[1], customfield_10050={"value": "Chosen by a human"})
     connector = JiraDcConnector(settings(url, monkeypatch, internal_note="jsm"))
     ticket = connector.fetch(key)
-    result = triager.triage(ticket.text)
+    result = fake_triager.triage(ticket.text)
     for _ in range(2):
         written = connector.write_back(ticket, result, f"[m:{key}]")
     assert jira.issues[key]["fields"]["customfield_10050"] == {"value": "Chosen by a human"}
@@ -157,7 +158,7 @@ def test_a_humans_later_edit_is_never_overwritten_and_jsm_notes_are_internal(
 def test_faults_retry_or_dead_letter_and_lose_nothing(
     fake: tuple[FakeJiraDc, str],
     monkeypatch: pytest.MonkeyPatch,
-    triager: Triager,
+    fake_triager: FakeTriager,
     tmp_path: Path,
     fault: Fault,
     state: str,
@@ -165,7 +166,7 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
     jira, url = fake
     key = jira.add_issue(*TICKETS[2])
     connector = JiraDcConnector(settings(url, monkeypatch))
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     check_fault_outcome(jira, worker, store, key, fault, state, lambda: len(jira.comments[key]))
     if state == "dead":
         job = store.get(SOURCE, key)
@@ -174,7 +175,7 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
 
 
 def test_a_rejected_token_keeps_the_ticket(
-    fake: tuple[FakeJiraDc, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+    fake: tuple[FakeJiraDc, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager, tmp_path: Path
 ) -> None:
     jira, url = fake
     key = jira.add_issue(*TICKETS[3])
@@ -182,7 +183,7 @@ def test_a_rejected_token_keeps_the_ticket(
     with pytest.raises(ConnectorError) as raised:
         connector.fetch(key)
     assert raised.value.status == 401 and raised.value.transient and "revoked-pat" not in str(raised.value)
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     assert worker.poll_once() == 0 and store.get_cursor(SOURCE) is None  # nothing enqueued, cursor kept
     store.enqueue(SOURCE, key, {"key": key})  # as a webhook would
     worker.work_once()

@@ -292,6 +292,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.model  # `ticketsmith train --head-only` and `eval` train and load the real model
 def test_head_only_run_is_served_and_evaluated_as_it_stands(tmp_path: Path) -> None:
     tiny = load_taxonomy(TINY)
     train = _write(tmp_path / "train.jsonl", [t.model_dump(mode="json") for t in generate(tiny, 60, seed=1)])

@@ -4,6 +4,7 @@ states of /healthz, and shadow mode (a source triaged and audited, with nothing 
 import io
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,7 +33,6 @@ from ticketsmith.connectors.ticket_log import TICKET_LOGGER
 from ticketsmith.connectors.zoho_desk import ZohoDeskConnector, ZohoDeskSettings
 from ticketsmith.connectors.zoho_oauth import ZohoOAuthSettings
 from ticketsmith.runtime.taxonomy import Taxonomy
-from ticketsmith.runtime.triager import Triager
 from ticketsmith.versions import version_line
 
 
@@ -41,23 +41,18 @@ def log_output() -> Iterator[io.StringIO]:
     """Where configure_logging writes during the test; the global logging state is put back after."""
     stream = io.StringIO()
     yield stream
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, log_setup._TicketsmithHandler)]:
-        root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
-    for name in (TICKET_LOGGER, *log_setup.CHATTY_LOGGERS):
-        logging.getLogger(name).setLevel(logging.NOTSET)
-    log_setup._secrets.clear()
+    log_setup.reset_logging()
 
 
 def test_the_inbox_worker_logs_one_json_line_per_ticket(
-    triager: Triager, tmp_path: Path, log_output: io.StringIO
+    taxonomy: Taxonomy, tmp_path: Path, log_output: io.StringIO
 ) -> None:
     log_setup.configure_logging("json", None, ticket_lines=True, stream=log_output)
     folders = InboxFolders(tmp_path / "tickets")
     (folders.inbox / "vpn.txt").write_text("The VPN drops every five minutes since this morning.")
     (folders.inbox / "bad.pdf").write_bytes(b"%PDF")
     store = SqliteJobStore(tmp_path / "jobs.db")
+    triager = FakeTriager(taxonomy, unsure=["category"])  # as the untrained embedded model: to review
     worker = InboxWorker(triager, store, folders, "test", settle_s=0)
     worker.scan()
     while worker.work_once():
@@ -67,14 +62,14 @@ def test_the_inbox_worker_logs_one_json_line_per_ticket(
     assert [line["name"] for line in lines] == [TICKET_LOGGER], log_output.getvalue()  # the .pdf is no job
     line = lines[0]
     assert line["source"] == "inbox" and line["ticket"] == "vpn.txt"
-    assert line["outcome"] == "needs_review"  # the untrained embedded model: every ticket to review
+    assert line["outcome"] == "needs_review"
     assert set(line["labels"]) >= {"category", "subcategory"} and isinstance(line["ms"], int)
     assert 0 <= line["lowest_confidence"] <= 1 and line["levelname"] == "INFO"
     assert "VPN drops" not in log_output.getvalue()  # labels and numbers, never the ticket's text
 
 
 def test_a_configured_secret_never_shows_even_at_debug(
-    triager: Triager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
+    fake_triager: FakeTriager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
 ) -> None:
     """Zoho's token endpoint takes the refresh token and client secret in its URL, and httpx logs
     every URL: the mask must hide them in text and in JSON."""
@@ -103,7 +98,7 @@ def test_a_configured_secret_never_shows_even_at_debug(
                 fields={"category": FieldTarget(field="category")},
             )
             connector = ZohoDeskConnector(settings)
-            worker, store = make_worker(triager, connector, tmp_path / log_format)
+            worker, store = make_worker(fake_triager, connector, tmp_path / log_format)
             drain(worker)
             connector.close()
             store.close()
@@ -141,7 +136,7 @@ def test_version_names_both_packages_without_loading_llama_cpp() -> None:
 
 
 def test_shadow_mode_triages_and_audits_but_writes_nothing(
-    triager: Triager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
+    fake_triager: FakeTriager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
 ) -> None:
     log_setup.configure_logging("text", None, ticket_lines=True, stream=log_output)
     jira = FakeJira()
@@ -158,7 +153,7 @@ def test_shadow_mode_triages_and_audits_but_writes_nothing(
             mode="shadow",
         )
         connector = JiraConnector(settings)
-        worker, store = make_worker(triager, connector, tmp_path)
+        worker, store = make_worker(fake_triager, connector, tmp_path)
         drain(worker)
         connector.close()
     assert all(method == "GET" or path.endswith("/search/jql") for method, path in jira.calls)
@@ -175,7 +170,7 @@ def test_shadow_mode_triages_and_audits_but_writes_nothing(
 
 
 class HealthService:
-    def __init__(self, url: str, triager: FakeTriager, store: SqliteJobStore, pauses: SourcePauses) -> None:
+    def __init__(self, url: str, triager: FakeTriager, store: "LockableJobStore", pauses: SourcePauses) -> None:
         self.url, self.triager, self.store, self.pauses = url, triager, store, pauses
 
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -183,10 +178,21 @@ class HealthService:
         return answer.status_code, answer.json()
 
 
+class LockableJobStore(SqliteJobStore):
+    """A job store that can be made to refuse writes as a read-only SQLite database does."""
+
+    writable = True
+
+    def set_cursor(self, source: str, value: str) -> None:
+        if not self.writable:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        super().set_cursor(source, value)
+
+
 @pytest.fixture
 def health_service(taxonomy: Taxonomy, tmp_path: Path) -> Iterator[HealthService]:
     triager = FakeTriager(taxonomy)
-    store = SqliteJobStore(tmp_path / "jobs.db")
+    store = LockableJobStore(tmp_path / "jobs.db")
     pauses = SourcePauses()
     app = create_app(triager, store, ServiceMetrics(store.counts, triager.model_info()), [], {}, pauses=pauses)
     try:
@@ -220,7 +226,7 @@ def test_healthz_503_when_the_model_is_not_loaded(health_service: HealthService)
 
 
 def test_healthz_503_when_the_store_takes_no_write(health_service: HealthService) -> None:
-    health_service.store._db.execute("PRAGMA query_only = ON")  # reads work, every write fails
+    health_service.store.writable = False  # reads work, every write fails
     status, body = health_service.health()
     assert status == 503 and body["status"] == "unavailable" and body["jobs"] == {}
     (reason,) = body["reasons"]

@@ -212,6 +212,7 @@ def test_a_password_in_the_store_url_is_refused() -> None:
     assert settings.schema_name == "q"
 
 
+@pytest.mark.model  # `ticketsmith worker` processes load the real model
 def test_two_workers_on_one_queue_write_each_ticket_once_through_sigkill_and_cuts(tmp_path: Path) -> None:
     """Two `ticketsmith worker` processes (the real model), each with its own state folder as if on its own
     machine, share one PostgreSQL queue and the fake Jira. One is SIGKILLed at random moments and

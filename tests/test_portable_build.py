@@ -60,6 +60,7 @@ def test_the_portable_build_picked_the_best_variant_for_this_cpu() -> None:
     assert len(REQUIRES[build.chosen]) == widest, f"{build.chosen} chosen where {sorted(runnable)} run here"
 
 
+@pytest.mark.model  # loads the real model
 def test_the_model_loads_on_the_loaded_backend() -> None:
     engine = LlamaEngine(embedded_model_path(), n_ctx=256, n_threads=2, n_gpu_layers=0, n_seq_max=1)
     try:

@@ -9,6 +9,7 @@ import pytest
 from tests.fakes.faults import Fault
 from tests.fakes.server import serve
 from tests.fakes.servicedesk_plus import FakeServiceDeskPlus, sdp_error
+from tests.fakes.triager import FakeTriager
 from tests.itsm_helpers import TICKETS, check_fault_outcome, drain, make_worker
 from ticketsmith.connectors.http_api import ConnectorError
 from ticketsmith.connectors.itsm import FieldTarget, Secret
@@ -112,7 +113,7 @@ def test_worker_triages_writes_back_once_and_routes_review(
 
 
 def test_an_unknown_lookup_value_dead_letters_with_the_reason(
-    fake: tuple[FakeServiceDeskPlus, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+    fake: tuple[FakeServiceDeskPlus, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager, tmp_path: Path
 ) -> None:
     """A mapping that names a category SDP does not have is a configuration error: the job is dead with
     SDP's own message, visible, instead of being retried for ever."""
@@ -120,7 +121,7 @@ def test_an_unknown_lookup_value_dead_letters_with_the_reason(
     sdp.lookups["category"] = {"Only this one"}
     request_id = add_requests(sdp, 1)[0]
     connector = ServiceDeskPlusConnector(settings(sdp, url, monkeypatch))
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     drain(worker)
     job = store.get(connector.source, request_id)
     assert job is not None and job.state == "dead" and "does not exist" in (job.last_error or "")
@@ -156,7 +157,7 @@ def test_wrong_credentials_keep_the_ticket(
 def test_faults_retry_or_dead_letter_and_lose_nothing(
     fake: tuple[FakeServiceDeskPlus, str],
     monkeypatch: pytest.MonkeyPatch,
-    triager: Triager,
+    fake_triager: FakeTriager,
     tmp_path: Path,
     fault: Fault,
     state: str,
@@ -164,6 +165,6 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
     sdp, url = fake
     request_id = add_requests(sdp, 1)[0]
     connector = ServiceDeskPlusConnector(settings(sdp, url, monkeypatch))
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     check_fault_outcome(sdp, worker, store, request_id, fault, state, lambda: len(sdp.notes[request_id]))
     connector.close()

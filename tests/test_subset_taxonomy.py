@@ -56,6 +56,7 @@ def test_grammar_and_schema_cover_the_defined_fields_only(groups_taxonomy: Path)
     assert schema["$defs"]["FieldConfidence"]["required"] == ["summary", "assignment_group"]
 
 
+@pytest.mark.model  # trains a head and loads the real model
 def test_groups_only_model_triages_reviews_and_writes_back_what_it_defines(
     groups_taxonomy: Path, tmp_path: Path
 ) -> None:

@@ -117,6 +117,7 @@ def test_training_examples_are_the_tokens_the_runtime_serves(workdir: Path, tria
         assert example.labels[: len(prompt)] == [IGNORE_INDEX] * len(prompt)
 
 
+@pytest.mark.model  # trains or converts a real model
 def test_training_lowers_the_loss_and_records_what_the_adapter_is_for(adapter: Path, data: Path) -> None:
     metadata = read_adapter_metadata(adapter)
     assert len(metadata.loss_curve) == 8
@@ -128,6 +129,7 @@ def test_training_lowers_the_loss_and_records_what_the_adapter_is_for(adapter: P
     assert list((adapter.parent / "checkpoints").glob("checkpoint-*"))  # resumable
 
 
+@pytest.mark.model  # trains or converts a real model
 def test_training_resumes_from_its_last_checkpoint(workdir: Path, adapter: Path, data: Path) -> None:
     run = workdir / "resumed"
     shutil.copytree(adapter.parent, run)
@@ -138,6 +140,7 @@ def test_training_resumes_from_its_last_checkpoint(workdir: Path, adapter: Path,
     assert resumed[:8] == pytest.approx(first)  # steps 1-8 come from the checkpoint, not a new run
 
 
+@pytest.mark.model  # trains or converts a real model
 def test_adapter_reloads_onto_its_base(adapter: Path) -> None:
     import torch
     from peft import PeftModel
@@ -152,6 +155,7 @@ def test_adapter_reloads_onto_its_base(adapter: Path) -> None:
     assert lora_b and any(float(p.abs().sum()) > 0 for p in lora_b)  # trained, not the zero init
 
 
+@pytest.mark.model  # trains or converts a real model
 def test_converted_model_triages_with_its_manifest(quantized: Path, data: Path) -> None:
     manifest = ModelManifest.model_validate_json(manifest_path(quantized).read_text(encoding="utf-8"))
     assert manifest.sha256 == file_sha256(quantized)
@@ -175,11 +179,13 @@ def test_converted_model_triages_with_its_manifest(quantized: Path, data: Path) 
     assert not list(quantized.parent.glob(".ticketsmith-convert-*"))
 
 
+@pytest.mark.model  # trains or converts a real model
 def test_runtime_refuses_a_model_trained_for_another_taxonomy(quantized: Path) -> None:
     with pytest.raises(ModelError, match=r"(trained|fitted) for taxonomy"):  # the head is checked first
         Triager(load_settings(model_path=quantized, n_threads=2))
 
 
+@pytest.mark.model  # trains or converts a real model
 def test_gguf_lora_over_the_base_gives_valid_tickets(workdir: Path, adapter: Path, data: Path) -> None:
     out = workdir / "models" / "tiny-lora.gguf"
     result = convert(ConvertRequest(adapter=adapter, out=out, lora_gguf=True), lambda _: None)
@@ -209,6 +215,7 @@ def test_gguf_lora_over_the_base_gives_valid_tickets(workdir: Path, adapter: Pat
         ("disk", "not enough disk space"),
     ],
 )
+@pytest.mark.model  # trains or converts a real model
 def test_bad_inputs_stop_early_and_leave_nothing(
     workdir: Path, adapter: Path, quantized: Path, damage: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,6 +250,7 @@ def _last_logits(model: Path, lora: Path | None, text: str) -> npt.NDArray[np.fl
         engine.close()
 
 
+@pytest.mark.model  # trains or converts a real model
 def test_gguf_lora_computes_what_the_merged_model_computes(workdir: Path, adapter: Path) -> None:
     """The LoRA GGUF (tensor names, A/B layout, RoPE row permutation, alpha) applied by llama.cpp over the
     base must give the logits of the merged model. Both sides in f16, so quantization noise stays out."""
@@ -265,6 +273,7 @@ def test_gguf_lora_computes_what_the_merged_model_computes(workdir: Path, adapte
     assert residual < 0.05 * moved  # measured: 0.044 of 3.72
 
 
+@pytest.mark.model  # trains or converts a real model
 @pytest.mark.parametrize("quant", ["Q5_K_M", "Q8_0"])
 def test_other_quant_types_load_and_triage(workdir: Path, adapter: Path, quant: str) -> None:
     out = workdir / "models" / f"tiny-{quant}.gguf"

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from ticketsmith.runtime.answer_format import FULL_LAYOUT
-from ticketsmith.runtime.decoder import _opens_sentence
+from ticketsmith.runtime.decoder import opens_sentence
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, TicketError
 from ticketsmith.runtime.schema import TriageError, TriageResult, result_json_schema
@@ -97,7 +97,7 @@ def test_a_bad_line_does_not_stop_the_batch(triager: Triager, taxonomy: Taxonomy
     ],
 )
 def test_a_second_sentence_is_recognised(text: str, piece: str, opens: bool) -> None:
-    assert _opens_sentence(text, piece) is opens
+    assert opens_sentence(text, piece) is opens
 
 
 SECOND_SENTENCE = re.compile(r"[.!?]\s+\S")
@@ -172,7 +172,8 @@ def test_prefix_cache_reuse_does_not_change_answers(triager: Triager, fresh_tria
 def test_only_the_ticket_text_is_evaluated_after_the_first_ticket(triager: Triager) -> None:
     triager.triage("first ticket warms the cache")
     answer, _, n_text, _ = triager.decode("second ticket about a broken mouse")
-    assert answer.stats.prompt_tokens_evaluated == n_text + len(triager._suffix) + len(triager.decoder._summary_open)
+    summary_open = triager.engine.tokenize(triager.decoder.layout.key_prefix(0))
+    assert answer.stats.prompt_tokens_evaluated == n_text + len(triager.encoder.suffix) + len(summary_open)
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +220,7 @@ def _category_start(triager: Triager, prompt: list[int], answer: list[int]) -> i
     """Where the category starts: after the first `","category":"` in its canonical tokens (in a
     summary the token `","` would close the string, even after a backslash), which a closing token's
     summary characters (`.",` -> `.` + the canonical tokens) may precede."""
-    close = triager.decoder._summary_close
+    close = triager.engine.tokenize(triager.decoder.layout.label_suffix("summary"))
     return len(prompt) + next(i for i in range(len(answer)) if answer[i : i + len(close)] == close) + len(close)
 
 

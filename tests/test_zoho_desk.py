@@ -7,6 +7,7 @@ import pytest
 
 from tests.fakes.faults import Fault
 from tests.fakes.server import serve
+from tests.fakes.triager import FakeTriager
 from tests.fakes.zoho import FakeZohoDesk
 from tests.itsm_helpers import TICKETS, check_fault_outcome, drain, make_worker
 from ticketsmith.connectors.http_api import ConnectorError
@@ -114,13 +115,13 @@ def test_worker_triages_writes_back_once_and_routes_review(
 
 
 def test_a_humans_value_is_kept(
-    fake: tuple[FakeZohoDesk, str], monkeypatch: pytest.MonkeyPatch, triager: Triager
+    fake: tuple[FakeZohoDesk, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager
 ) -> None:
     desk, url = fake
     ticket_id = desk.add_ticket(*TICKETS[0], created="2099-01-01T08:00:00.000Z", category="Chosen by a human")
     connector = ZohoDeskConnector(settings(url, monkeypatch))
     ticket = connector.fetch(ticket_id)
-    written = connector.write_back(ticket, triager.triage(ticket.text), "[m]")
+    written = connector.write_back(ticket, fake_triager.triage(ticket.text), "[m]")
     assert desk.tickets[ticket_id]["category"] == "Chosen by a human"
     assert f"zoho_desk:{ticket_id}:kept-human-value:category" in written
     assert "category" not in desk.edits[0][1]
@@ -142,7 +143,7 @@ def test_an_expired_token_is_refreshed_and_the_call_retried(
 
 
 def test_a_refused_refresh_token_keeps_the_ticket(
-    fake: tuple[FakeZohoDesk, str], monkeypatch: pytest.MonkeyPatch, triager: Triager, tmp_path: Path
+    fake: tuple[FakeZohoDesk, str], monkeypatch: pytest.MonkeyPatch, fake_triager: FakeTriager, tmp_path: Path
 ) -> None:
     desk, url = fake
     add_tickets(desk, 1)
@@ -150,7 +151,7 @@ def test_a_refused_refresh_token_keeps_the_ticket(
     with pytest.raises(ConnectorError) as raised:
         connector.poll(None)
     assert raised.value.transient and "1000.revoked" not in str(raised.value)
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     assert worker.poll_once() == 0 and store.get_cursor(connector.source) is None
     connector.close()
 
@@ -171,7 +172,7 @@ def test_a_refused_refresh_token_keeps_the_ticket(
 def test_faults_retry_or_dead_letter_and_lose_nothing(
     fake: tuple[FakeZohoDesk, str],
     monkeypatch: pytest.MonkeyPatch,
-    triager: Triager,
+    fake_triager: FakeTriager,
     tmp_path: Path,
     fault: Fault,
     state: str,
@@ -179,6 +180,6 @@ def test_faults_retry_or_dead_letter_and_lose_nothing(
     desk, url = fake
     ticket_id = add_tickets(desk, 1)[0]
     connector = ZohoDeskConnector(settings(url, monkeypatch))
-    worker, store = make_worker(triager, connector, tmp_path)
+    worker, store = make_worker(fake_triager, connector, tmp_path)
     check_fault_outcome(desk, worker, store, ticket_id, fault, state, lambda: len(desk.comments[ticket_id]))
     connector.close()

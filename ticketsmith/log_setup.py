@@ -71,3 +71,15 @@ def configure_logging(
 def mask_secrets(values: Iterable[str]) -> None:
     """From now on, these values never appear in a log line (the worker passes every configured secret)."""
     _secrets.update(value for value in values if len(value) >= MIN_SECRET_LENGTH)
+
+
+def reset_logging() -> None:
+    """Undo `configure_logging` and `mask_secrets`: remove our handler, put the levels it set back, and
+    forget the masked values. For code that configures logging more than once in one process (tests)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _TicketsmithHandler)]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in (TICKET_LOGGER, *CHATTY_LOGGERS):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    _secrets.clear()
