@@ -58,6 +58,9 @@ def train(
             "calibration and review thresholds are fitted on their out-of-fold predictions alone",
         ),
     ] = None,
+    calibration_weight: Annotated[
+        float, typer.Option(min=0.0, help="weight of a --calibration-data ticket in the head's fits (1: as the rest)")
+    ] = 1.0,
 ) -> None:
     """Fit the label head, then fine-tune a LoRA adapter (QLoRA on a CUDA GPU, LoRA on a CPU) on
     labelled tickets, offline. The run folder (--out) can be served as it stands: --model RUN."""
@@ -106,6 +109,7 @@ def train(
                 target_precision=target_precision,
                 ticket_tokens=settings.ticket_tokens,
                 calibration_path=calibration_data,
+                calibration_weight=calibration_weight,
                 progress=lambda line: typer.echo(line, err=True),
             )
             typer.echo(head.model_dump_json(indent=2))

@@ -146,14 +146,19 @@ def _svm(c: float) -> LinearSVC:
 
 
 def _fold_margins(
-    features: csr_matrix, targets: npt.NDArray[np.int64], n_classes: int, train: npt.NDArray[np.int64], c: float
+    features: csr_matrix,
+    targets: npt.NDArray[np.int64],
+    n_classes: int,
+    train: npt.NDArray[np.int64],
+    c: float,
+    weights: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
     """Margins for every class on the tickets outside `train`; a class absent from the fold's
     training tickets gets a margin below all others."""
     held = np.setdiff1d(np.arange(len(targets)), train)
     if len(np.unique(targets[train])) < 2:
         return np.zeros((len(held), n_classes))
-    model = _svm(c).fit(features[train], targets[train])
+    model = _svm(c).fit(features[train], targets[train], sample_weight=None if weights is None else weights[train])
     raw = model.decision_function(features[held])
     if raw.ndim == 1:  # two classes: one margin for the second
         raw = np.column_stack([-raw, raw])
@@ -163,12 +168,20 @@ def _fold_margins(
 
 
 def out_of_fold(
-    features: csr_matrix, targets: npt.NDArray[np.int64], n_classes: int, c: float, seed: int, jobs: int
+    features: csr_matrix,
+    targets: npt.NDArray[np.int64],
+    n_classes: int,
+    c: float,
+    seed: int,
+    jobs: int,
+    weights: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
     """Each ticket's margins from a model that did not see it (plain K-fold: a class of one ticket
     is allowed, it is simply unseen in its own fold)."""
     folds = list(KFold(FOLDS, shuffle=True, random_state=seed).split(targets))
-    parts = Parallel(n_jobs=jobs)(delayed(_fold_margins)(features, targets, n_classes, train, c) for train, _ in folds)
+    parts = Parallel(n_jobs=jobs)(
+        delayed(_fold_margins)(features, targets, n_classes, train, c, weights) for train, _ in folds
+    )
     margins = np.zeros((len(targets), n_classes))
     for (_, held), part in zip(folds, parts, strict=True):
         margins[held] = part
@@ -196,11 +209,20 @@ def threshold_for_precision(
     return 1.0 if widest is None else float(curve.confidence[widest])
 
 
-def salient_features(matrix: csr_matrix, fields: dict[LabelField, FieldData], keep: int, jobs: int) -> list[int]:
+def salient_features(
+    matrix: csr_matrix,
+    fields: dict[LabelField, FieldData],
+    keep: int,
+    jobs: int,
+    weights: npt.NDArray[np.float64] | None = None,
+) -> list[int]:
     """The `keep` columns with the largest weight in any class of any field, by one fit per field on
     every ticket: the n-grams a size-bounded head cannot do without (the most frequent ones are not
     those: frequency-pruning to 30,000 cost 4 points of category accuracy, bench/NOTES.md)."""
-    fits = Parallel(n_jobs=jobs)(delayed(_svm(0.2).fit)(matrix[d.rows], d.targets) for d in fields.values())
+    fits = Parallel(n_jobs=jobs)(
+        delayed(_svm(0.2).fit)(matrix[d.rows], d.targets, None if weights is None else weights[d.rows])
+        for d in fields.values()
+    )
     weight = np.max([np.abs(np.asarray(model.coef_)).max(axis=0) for model in fits], axis=0)
     return sorted(int(i) for i in np.argsort(-weight, kind="stable")[:keep])
 
@@ -212,6 +234,7 @@ def choose_c(
     seed: int,
     jobs: int,
     scored: npt.NDArray[np.bool_] | None = None,
+    weights: npt.NDArray[np.float64] | None = None,
 ) -> float:
     """The C of the grid with the best out-of-fold accuracy on a sample of the tickets, counted on the
     `scored` ones (the calibration tickets, all in the sample) when given."""
@@ -223,7 +246,8 @@ def choose_c(
     counted = scored[sample] if scored is not None else np.ones(len(sample), dtype=bool)
     scores = {}
     for c in C_GRID:
-        margins = out_of_fold(features[sample], targets[sample], n_classes, c, seed, jobs)
+        sample_weights = None if weights is None else weights[sample]
+        margins = out_of_fold(features[sample], targets[sample], n_classes, c, seed, jobs, sample_weights)
         scores[c] = float((margins.argmax(axis=1) == targets[sample])[counted].mean())
     best = max(C_GRID, key=lambda c: (scores[c], -abs(np.log(c / 0.2))))
     log.info("C by %d-fold CV on %d tickets: %s -> %s", FOLDS, len(sample), scores, best)
@@ -249,6 +273,7 @@ def fit_head(
     ticket_tokens: int = TICKET_TOKENS,
     calibration: Sequence[bool] | None = None,
     max_features: int | None = None,
+    calibration_weight: float = 1.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> HeadReport:
     """Fit, calibrate and save a head for every field `rows` label; measure it on `dev_rows`.
@@ -256,20 +281,24 @@ def fit_head(
     All rows are trained on. C, the calibration and the review threshold come from out-of-fold
     predictions: of every row, or of the rows marked in `calibration` when given. Those are the
     tickets like the ones served (real ones beside synthetic ones, which are easier than real
-    tickets and would make the head overconfident)."""
+    tickets and would make the head overconfident); `calibration_weight` weighs them in every fit."""
     started = time.perf_counter()
     fields = labelled_fields(rows, taxonomy)
     if not fields:
         raise ConfigError(
             "the training tickets label no field with two or more of the taxonomy's labels: nothing to learn"
         )
+    marked = np.asarray(calibration, dtype=bool) if calibration is not None else None
+    if marked is not None and len(marked) != len(rows):
+        raise ValueError("calibration marks one flag per training row")
+    weights = np.where(marked, calibration_weight, 1.0) if marked is not None and calibration_weight != 1.0 else None
     texts = [head_window(str(row["text"]), ticket_tokens) for row in rows]
     progress(f"counting n-grams of {len(texts)} tickets")
     vectors = BlockTfidf(len(texts))
     matrix = vectors.fit_transform(texts)
     if max_features is not None and len(vectors.vocabulary) > max_features:
         progress(f"keeping the {max_features} most salient of {len(vectors.vocabulary)} n-grams")
-        keep = salient_features(matrix, fields, max_features, jobs)
+        keep = salient_features(matrix, fields, max_features, jobs, weights)
         vectors = BlockTfidf(len(texts), [vectors.vocabulary[i] for i in keep])
         matrix = vectors.fit_transform(texts)
     dev_texts = [head_window(str(r["text"]), ticket_tokens) for r in dev_rows]
@@ -278,15 +307,13 @@ def fit_head(
     arrays: dict[str, npt.NDArray[Any]] = {"idf": vectors.idf}
     metrics: dict[str, dict[str, Any]] = {}
     report_fields: dict[str, dict[str, Any]] = {}
-    marked = np.asarray(calibration, dtype=bool) if calibration is not None else None
-    if marked is not None and len(marked) != len(rows):
-        raise ValueError("calibration marks one flag per training row")
     for field, data in fields.items():
         progress(f"{field}: {len(data.classes)} labels on {len(data.rows)} tickets")
         features, n_classes = matrix[data.rows], len(data.classes)
         scored = marked[data.rows] if marked is not None and marked[data.rows].any() else None
-        c = choose_c(features, data.targets, n_classes, seed, jobs, scored)
-        oof = out_of_fold(features, data.targets, n_classes, c, seed, jobs)
+        row_weights = None if weights is None else weights[data.rows]
+        c = choose_c(features, data.targets, n_classes, seed, jobs, scored, row_weights)
+        oof = out_of_fold(features, data.targets, n_classes, c, seed, jobs, row_weights)
         fit_on = scored if scored is not None else np.ones(len(data.rows), dtype=bool)
         oof, targets = oof[fit_on], data.targets[fit_on]
         scale = fit_scale(oof, targets)
@@ -294,7 +321,7 @@ def fit_head(
         confidence = probabilities.max(axis=1)
         correct = probabilities.argmax(axis=1) == targets
         threshold = threshold_for_precision(confidence, correct, target_precision)
-        model = _svm(c).fit(features, data.targets)
+        model = _svm(c).fit(features, data.targets, sample_weight=row_weights)
         coef, intercept = np.asarray(model.coef_), np.asarray(model.intercept_)
         if n_classes == 2:  # one margin for the second class: give the first its negative
             coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
@@ -391,6 +418,7 @@ def fit_run_head(
     target_precision: float,
     ticket_tokens: int = TICKET_TOKENS,
     calibration_path: Path | None = None,
+    calibration_weight: float = 1.0,
     max_features: int | None = None,
     progress: Callable[[str], None],
 ) -> HeadReport:
@@ -421,6 +449,7 @@ def fit_run_head(
         ticket_tokens=ticket_tokens,
         calibration=[False] * len(rows) + [True] * len(calibration_rows) if calibration_rows else None,
         max_features=max_features,
+        calibration_weight=calibration_weight,
         progress=progress,
     )
     (run_dir / RUN_TAXONOMY).write_text(taxonomy_path.read_text(encoding="utf-8"), encoding="utf-8")
