@@ -14,13 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ticketsmith import __version__
 from ticketsmith.convert.lora_gguf import export_lora_gguf
 from ticketsmith.convert.merge import check_adapter, merge_adapter, resolve_adapter_base
 from ticketsmith.convert.parity import ParityReport, compare
-from ticketsmith.convert.quantize import SIZE_FACTOR, check_quant_type, quantize
+from ticketsmith.convert.quantize import quantize
+from ticketsmith.convert.request import QUANT_SIZE_FACTOR, ConvertRequest
 from ticketsmith.runtime.errors import ConfigError, ModelError
 from ticketsmith.runtime.label_head import HEAD_ARRAYS
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, ModelManifest, manifest_path
@@ -29,17 +30,6 @@ from ticketsmith.train.base_model import file_sha256
 from ticketsmith.train.evaluate import read_labelled
 
 Progress = Callable[[str], None]
-
-
-class ConvertRequest(BaseModel):
-    adapter: Path
-    out: Path
-    base: Path | None = None
-    quant: str = "Q4_K_M"
-    lora_gguf: bool = False
-    verify: Path | None = None
-    verify_limit: int | None = None
-    min_agreement: float = Field(0.95, ge=0, le=1)
 
 
 class ConvertResult(BaseModel):
@@ -66,7 +56,7 @@ def _folder_bytes(folder: Path) -> int:
 def check_disk(hf_base: Path, out_dir: Path, quant: str, lora_gguf: bool) -> None:
     """Refuse early when the output's file system cannot hold the intermediate files and the result."""
     base_bytes = _folder_bytes(hf_base)  # float32 weights
-    needed = base_bytes // 10 if lora_gguf else int(base_bytes / 2 * (2 + SIZE_FACTOR[quant]))
+    needed = base_bytes // 10 if lora_gguf else int(base_bytes / 2 * (2 + QUANT_SIZE_FACTOR[quant]))
     free = shutil.disk_usage(out_dir).free
     if free < needed:
         raise ConfigError(
@@ -108,13 +98,11 @@ def check_gguf_template(path: Path, merged: Path) -> None:
 
 
 def convert(request: ConvertRequest, progress: Progress) -> ConvertResult:
-    quant = "LORA-F32" if request.lora_gguf else check_quant_type(request.quant)
+    quant = request.output_quant()
     metadata = check_adapter(request.adapter)
     rows = read_labelled(request.verify, request.verify_limit) if request.verify else []
     if request.verify and not rows:
         raise ConfigError(f"{request.verify}: no labelled tickets to verify with")
-    if request.out.suffix != ".gguf":
-        raise ConfigError(f"{request.out}: the output must be a .gguf file")
     out_dir = request.out.resolve().parent
     out_dir.mkdir(parents=True, exist_ok=True)
     source, hf_base = resolve_adapter_base(metadata, request.base)

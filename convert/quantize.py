@@ -6,7 +6,8 @@ from pathlib import Path
 
 import llama_cpp
 
-from ticketsmith.runtime.errors import ConfigError, ModelError
+from ticketsmith.convert.request import check_quant_type
+from ticketsmith.runtime.errors import ModelError
 
 QUANT_TYPES = {
     "Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
@@ -14,16 +15,7 @@ QUANT_TYPES = {
     "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
     "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
 }
-# Output size relative to the f16 file, with margin: used to refuse a conversion the disk cannot hold.
-SIZE_FACTOR = {"Q4_K_M": 0.4, "Q5_K_M": 0.45, "Q8_0": 0.6, "F16": 1.05}
 MAX_VALUE = 127  # llama.cpp's override strings are char[128]
-
-
-def check_quant_type(quant: str) -> str:
-    upper = quant.upper()
-    if upper not in QUANT_TYPES:
-        raise ConfigError(f"unknown quant type {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
-    return upper
 
 
 def quantize(source: Path, target: Path, quant: str, metadata: dict[str, str]) -> None:

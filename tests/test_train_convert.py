@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("trl", reason="the training extra is not installed")
 
-from ticketsmith.convert.pipeline import ConvertRequest, convert
+from ticketsmith.convert.pipeline import convert
+from ticketsmith.convert.request import ConvertRequest
 from ticketsmith.runtime.answer_format import FULL_LAYOUT
 from ticketsmith.runtime.engine import BatchItem, LlamaEngine
 from ticketsmith.runtime.errors import ConfigError, ModelError

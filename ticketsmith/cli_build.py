@@ -65,8 +65,7 @@ def train(
     """Fit the label head, then fine-tune a LoRA adapter (QLoRA on a CUDA GPU, LoRA on a CPU) on
     labelled tickets, offline. The run folder (--out) can be served as it stands: --model RUN."""
     try:
-        from ticketsmith.train.label_head import fit_run_head
-        from ticketsmith.train.train_config import load_train_config
+        from ticketsmith.train.train_config import check_train_inputs, load_train_config
     except ImportError as exc:
         raise _missing_extra(exc) from None
     try:
@@ -91,6 +90,7 @@ def train(
             lora_targets=lora_targets.split(",") if lora_targets else None,
             quantization=quantization,
         )
+        check_train_inputs(settings)
         if not head_only:  # a QLoRA that cannot run here stops now, not after the head is fitted
             try:
                 from ticketsmith.train.qlora import plan_4bit
@@ -99,6 +99,10 @@ def train(
             except ImportError as exc:
                 raise _missing_extra(exc) from None
         if not resume:
+            try:  # imported after the settings are checked: scikit-learn takes seconds to load
+                from ticketsmith.train.label_head import fit_run_head
+            except ImportError as exc:
+                raise _missing_extra(exc) from None
             head = fit_run_head(
                 settings.train_data,
                 settings.dev_data,
@@ -137,11 +141,8 @@ def convert(
     min_agreement: Annotated[float, typer.Option(help="parity bound on every categorical field")] = 0.95,
 ) -> None:
     """Merge an adapter and write a quantized GGUF (or a GGUF LoRA) with its manifest."""
-    try:
-        from ticketsmith.convert.pipeline import ConvertRequest, ParityFailed
-        from ticketsmith.convert.pipeline import convert as run_conversion
-    except ImportError as exc:
-        raise _missing_extra(exc) from None
+    from ticketsmith.convert.request import ConvertRequest
+
     request = ConvertRequest(
         adapter=adapter,
         out=out,
@@ -152,6 +153,15 @@ def convert(
         verify_limit=verify_limit,
         min_agreement=min_agreement,
     )
+    try:
+        request.output_quant()  # a mistyped path or quant type fails before the training stack loads
+    except TicketsmithError as exc:
+        raise _fail(exc) from None
+    try:
+        from ticketsmith.convert.pipeline import ParityFailed
+        from ticketsmith.convert.pipeline import convert as run_conversion
+    except ImportError as exc:
+        raise _missing_extra(exc) from None
     try:
         result = run_conversion(request, lambda line: typer.echo(line, err=True))
     except ParityFailed as exc:

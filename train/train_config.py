@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ticketsmith.runtime.errors import ConfigError
 from ticketsmith.runtime.prompt import TICKET_TOKENS
 from ticketsmith.runtime.schema import SUMMARY_MAX_TOKENS
 from ticketsmith.runtime.settings import packaged_config
@@ -60,3 +61,13 @@ PATH_KEYS = ("base", "taxonomy_path", "train_data", "dev_data", "output_dir")
 
 def load_train_config(config_path: Path | None = None, **overrides: Any) -> TrainConfig:
     return load_with_overrides(TrainConfig, config_path, PATH_KEYS, overrides)
+
+
+def check_train_inputs(config: TrainConfig) -> None:
+    """Refuse a missing input file now, before torch and scikit-learn take seconds to import."""
+    files = {"--data": config.train_data, "--dev": config.dev_data, "--taxonomy": config.taxonomy_path}
+    for flag, path in files.items():
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag}: file not found: {path}")
+    if config.base is not None and not config.base.exists():
+        raise ConfigError(f"--base: not found: {config.base}")
