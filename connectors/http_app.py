@@ -46,7 +46,6 @@ from ticketsmith.connectors.webhooks import WebhookEndpoint, WebhookRejected
 from ticketsmith.connectors.worker_config import WorkerConfig
 from ticketsmith.runtime.errors import ConfigError, DecodingError, TicketError
 from ticketsmith.runtime.schema import TriageResult
-from ticketsmith.runtime.triager import Triager
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ def serve_in_thread(app: FastAPI, host: str, port: int, start_timeout_s: float =
 
 def start_http(
     config: WorkerConfig,
-    triager: Triager,
+    triager: TicketTriager,
     itsm_workers: Mapping[tuple[str, int], ItsmWorker],
     pauses: SourcePauses | None = None,
 ) -> Callable[[], None]:

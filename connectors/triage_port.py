@@ -8,10 +8,13 @@ worker logic can run against a small fake (tests/fakes/triager.py) without loadi
 from collections.abc import Sequence
 from typing import Protocol
 
-from ticketsmith.runtime.schema import TriageResult
+from ticketsmith.runtime.schema import TriageObserver, TriageResult
 
 
 class TicketTriager(Protocol):
+    observers: list[TriageObserver]
+    """Called after every triage (the HTTP side's metrics append theirs)."""
+
     def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
         """One validated result; raises TicketError for text it cannot triage, DecodingError on a bug."""
         ...

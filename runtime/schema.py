@@ -1,6 +1,7 @@
 """Pydantic models of the triage output and the JSON Schema that `ticketsmith schema` prints."""
 
 import copy
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import (
@@ -142,3 +143,8 @@ def result_json_schema(taxonomy: Taxonomy) -> dict[str, Any]:
         ]
     schema["additionalProperties"] = False
     return schema
+
+
+# Called after every triage with its wall time in seconds and its result (None when it failed): how the
+# HTTP side's /metrics sees tickets that workers and the HTTP endpoint triage alike.
+TriageObserver = Callable[[float, TriageResult | None], None]

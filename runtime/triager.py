@@ -2,7 +2,7 @@
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
 from ticketsmith.runtime.label_head import LabelHead, head_taxonomy
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, check_compatible
 from ticketsmith.runtime.prompt import FULL_PROMPT, PROMPT_VERSIONS, TICKET_TOKENS, PromptBuilder, PromptEncoder
-from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageResult
+from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageObserver, TriageResult
 from ticketsmith.runtime.served_model import ServedModel, resolve
 from ticketsmith.runtime.settings import RuntimeSettings
 from ticketsmith.runtime.taxonomy import LabelField, load_taxonomy
@@ -41,9 +41,6 @@ class TriageOutcome:
 class TicketInput:
     text: str
     id: str | int | None = None
-
-
-TriageObserver = Callable[[float, "TriageResult | None"], None]
 
 
 @dataclass(frozen=True)

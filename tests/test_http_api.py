@@ -1,5 +1,6 @@
 """The HTTP side: /v1/triage, webhooks (verified; forged or replayed calls change nothing), /healthz and
-/metrics, over real HTTP with the real model; and the worker process serving it from its config.
+/metrics, over real HTTP; /v1/triage end to end with the real model; and the worker process serving it
+from its config.
 
 Its hardening (token and body limit before parsing, errors without echo, a true OpenAPI document) is
 about HTTP, not labels: those tests run on a fake triager (tests/fakes/triager.py)."""
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from ticketsmith.connectors.jira import JiraSettings
 from ticketsmith.connectors.job_store import SqliteJobStore, StoreUnavailable
 from ticketsmith.connectors.metrics import ServiceMetrics
 from ticketsmith.connectors.servicedesk_plus import ServiceDeskPlusSettings
+from ticketsmith.connectors.triage_port import TicketTriager
 from ticketsmith.connectors.webhooks import WebhookEndpoint
 from ticketsmith.connectors.zoho_desk import ZohoDeskSettings
 from ticketsmith.runtime.errors import TicketError
@@ -46,12 +49,13 @@ SHARED_SECRET = "zoho-and-sdp-secret"
 
 
 class Service:
-    def __init__(self, url: str, store: SqliteJobStore, polls: list[str]) -> None:
-        self.url, self.store, self.polls = url, store, polls
+    def __init__(self, url: str, store: SqliteJobStore, polls: list[str], triager: TicketTriager) -> None:
+        self.url, self.store, self.polls, self.triager = url, store, polls, triager
 
 
-@pytest.fixture
-def service(triager: Triager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+@contextmanager
+def running_service(triager: TicketTriager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    """The HTTP app with a webhook endpoint per ITSM system, served over real HTTP."""
     monkeypatch.setenv("JIRA_HOOK", JIRA_SECRET)
     monkeypatch.setenv("SHARED_HOOK", SHARED_SECRET)
     monkeypatch.setenv("DUMMY", "x")
@@ -85,13 +89,28 @@ def service(triager: Triager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     triager.observers.append(metrics.observe)
     try:
         with serve(create_app(triager, store, metrics, [TOKEN], webhooks)) as url:
-            yield Service(url, store, polls)
+            yield Service(url, store, polls, triager)
     finally:
         triager.observers.remove(metrics.observe)
         store.close()
 
 
-def test_triage_endpoint_needs_a_token_and_answers_a_valid_ticket(service: Service, triager: Triager) -> None:
+@pytest.fixture
+def service(fake_triager: FakeTriager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    """On the fake triager: webhooks, /healthz and /metrics are about HTTP, not labels."""
+    with running_service(fake_triager, tmp_path, monkeypatch) as running:
+        yield running
+
+
+@pytest.fixture
+def model_service(triager: Triager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    """On the real model: the /v1/triage end-to-end test."""
+    with running_service(triager, tmp_path, monkeypatch) as running:
+        yield running
+
+
+def test_triage_endpoint_needs_a_token_and_answers_a_valid_ticket(model_service: Service, triager: Triager) -> None:
+    service = model_service
     body = {"text": "My laptop screen flickers since the update", "id": "T-1"}
     assert httpx.post(f"{service.url}/v1/triage", json=body).status_code == 401
     wrong = httpx.post(f"{service.url}/v1/triage", json=body, headers={"Authorization": "Bearer nope"})
@@ -161,10 +180,13 @@ def test_sdp_webhook_is_a_signal_to_poll(service: Service) -> None:
     assert service.store.counts() == {}
 
 
-def test_healthz_and_metrics(service: Service) -> None:
+def test_healthz_and_metrics(service: Service, fake_triager: FakeTriager) -> None:
     service.store.enqueue("jira:IT", "IT-1", {"key": "IT-1"})
     health = httpx.get(f"{service.url}/healthz").json()
-    assert health["status"] == "degraded" and health["jobs"] == {"new": 1}  # the embedded model is untrained
+    assert (health["status"], health["reasons"], health["jobs"]) == ("ok", [], {"new": 1})
+    fake_triager.trained_fields = []  # as the embedded model untrained for its taxonomy
+    health = httpx.get(f"{service.url}/healthz").json()
+    assert health["status"] == "degraded" and health["jobs"] == {"new": 1}
     assert health["reasons"] == ["the model is not trained for its taxonomy: every ticket goes to review"]
     headers = {"Authorization": f"Bearer {TOKEN}"}
     httpx.post(f"{service.url}/v1/triage", json={"text": "Printer out of toner"}, headers=headers, timeout=120)

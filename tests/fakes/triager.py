@@ -6,10 +6,11 @@ It answers at once with the taxonomy's first labels, and refuses text as the run
 from the model. `unsure` names fields it answers under their review threshold, as an untrained model
 does: the ticket then goes to review."""
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from ticketsmith.runtime.schema import TriageResult
+from ticketsmith.runtime.schema import TriageObserver, TriageResult
 from ticketsmith.runtime.taxonomy import LABEL_FIELDS, Taxonomy
 from ticketsmith.runtime.text_hygiene import clean_ticket_text
 
@@ -23,8 +24,19 @@ class FakeTriager:
         self.texts: list[str] = []
         self.loaded = True
         self.trained_fields: list[str] = list(taxonomy.fields)  # it answers as a trained model would
+        self.observers: list[TriageObserver] = []
 
     def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
+        started = time.perf_counter()
+        result = None
+        try:
+            result = self._answer(text, ticket_id)
+            return result
+        finally:
+            for observer in self.observers:
+                observer(time.perf_counter() - started, result)
+
+    def _answer(self, text: str, ticket_id: str | int | None) -> TriageResult:
         cleaned, truncated = clean_ticket_text(text, max_chars=1_000_000)
         self.texts.append(cleaned)
         category = self.taxonomy.choices("category")[0]
