@@ -75,8 +75,8 @@ def main(
     report: dict[str, object] = {"flash_attn": mode, "shifts": shifts, "cpu": engine.cpu.describe(), "tickets": {}}
     for text in TEXTS:
         triager.decoder.reset()  # the cells were rearranged for the previous ticket
-        answer, _, _, _ = triager.decode(text)
-        prompt, _, _ = triager.prompt_tokens(text)
+        answer = triager.read_ticket(text).answer
+        prompt = triager.encode_ticket(text).tokens
         close = triager.decoder._summary_close
         tokens = answer.answer_tokens
         end = next(i for i in range(len(tokens)) if tokens[i : i + len(close)] == close) + len(close)

@@ -101,10 +101,11 @@ def main(
     parted_at: list[float] = []  # the yardstick's lead where our tokens part from it
     margins: dict[str, list[float]] = {"plain_left_canonical_tokens": [], "same_tokens_other_choice": []}
     for i, text in enumerate(texts):
-        answer, ticket, _, _ = triager.decode(text)  # warm: reuses the prefix cache of the previous run
+        read = triager.read_ticket(text)
+        answer, ticket = read.answer, read.ticket  # warm: reuses the prefix cache of the previous run
         ours = ticket.model_dump(include=set(FULL_LAYOUT.fields))
         triager.decoder.label_search = "exact"
-        exact = triager.decode(text)[1].model_dump(include=set(FULL_LAYOUT.fields))
+        exact = triager.read_ticket(text).ticket.model_dump(include=set(FULL_LAYOUT.fields))
         triager.decoder.label_search = "greedy"
         canonical = canonical_greedy(triager, text)
         # with n_ubatch 1 every token is already evaluated alone: the second run could not differ

@@ -61,7 +61,7 @@ class _Walk:
 
     def __init__(self, triager: Triager, text: str, ticket_token_by_token: bool, cold: bool) -> None:
         self.decoder, self.engine = triager.decoder, triager.engine
-        prompt, _, _ = triager.prompt_tokens(text)
+        prompt = triager.encode_ticket(text).tokens
         fixed = triager.fixed_prefix_length
         self.stats = DecodeStats()
         if cold:

@@ -93,7 +93,7 @@ def main(
     budgets = {f"budget_{recorded}": recorded, f"context_{unbounded}": unbounded}
     for name, budget in budgets.items():
         triager.encoder.ticket_tokens = budget
-        report["cut_share"][name] = statistics.fmean(triager.prompt_tokens(t)[2] for t in texts)
+        report["cut_share"][name] = statistics.fmean(triager.encode_ticket(t).truncated for t in texts)
     for name, seconds in interleaved(triager, texts, budgets).items():
         report[name] = summary(seconds)
         typer.echo(f"{name}: {json.dumps(report[name])}", err=True)

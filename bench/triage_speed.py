@@ -59,7 +59,7 @@ def sampling_rates(triager: Triager, texts: list[str], n_tokens: int) -> dict[st
     for name, mask in (("unconstrained", None), ("summary_constraint", decoder.content_mask)):
         generated, elapsed = 0, 0.0
         for text in texts:
-            prompt, _, _ = triager.prompt_tokens(text)
+            prompt = triager.encode_ticket(text).tokens
             stats = DecodeStats()
             logits = decoder.feed_prompt(prompt, triager.fixed_prefix_length, stats)
             started = time.perf_counter()
@@ -91,7 +91,8 @@ def run(
         for system in ("reference", "ours") if i % 2 == 0 else ("ours", "reference"):
             started = time.perf_counter()
             if system == "ours":
-                answer, parsed, _, _ = ours.decode(ticket["text"])
+                read = ours.read_ticket(ticket["text"])
+                answer, parsed = read.answer, read.ticket
             else:
                 ref = reference.triage(ticket["text"])
             timings[system] = time.perf_counter() - started

@@ -16,7 +16,14 @@ from ticketsmith.runtime.grammar import compile_grammar
 from ticketsmith.runtime.grammar_check import GrammarState, grammar_accepts
 from ticketsmith.runtime.label_head import LabelHead, head_taxonomy
 from ticketsmith.runtime.model_manifest import GGUF_KEYS, check_compatible
-from ticketsmith.runtime.prompt import FULL_PROMPT, PROMPT_VERSIONS, TICKET_TOKENS, PromptBuilder, PromptEncoder
+from ticketsmith.runtime.prompt import (
+    FULL_PROMPT,
+    PROMPT_VERSIONS,
+    TICKET_TOKENS,
+    EncodedPrompt,
+    PromptBuilder,
+    PromptEncoder,
+)
 from ticketsmith.runtime.schema import FieldConfidence, Ticket, TriageError, TriageObserver, TriageResult
 from ticketsmith.runtime.served_model import ServedModel, resolve
 from ticketsmith.runtime.settings import RuntimeSettings
@@ -35,6 +42,15 @@ class TriageOutcome:
 
     result: "TriageResult"
     parts: dict[str, FieldParts]
+
+
+@dataclass(frozen=True)
+class ReadTicket:
+    """What the model answered for one ticket, before review rules and ids make it a TriageResult."""
+
+    answer: DecodedAnswer
+    ticket: Ticket
+    prompt: EncodedPrompt
 
 
 @dataclass(frozen=True)
@@ -202,16 +218,16 @@ class Triager:
         self._closed = True
         self.engine.close()
 
-    def prompt_tokens(self, text: str) -> tuple[list[int], int, bool]:
-        encoded = self.encoder.encode(text, self.text_budget)
-        return encoded.tokens, encoded.text_tokens, encoded.truncated
+    def encode_ticket(self, text: str) -> EncodedPrompt:
+        """The prompt's tokens for `text`, cut to the model's ticket token budget."""
+        return self.encoder.encode(text, self.text_budget)
 
-    def decode(self, text: str) -> tuple[DecodedAnswer, Ticket, int, bool]:
-        """Decode `text`; the answer's tokens must be a sentence of the compiled grammar (checked by
+    def read_ticket(self, text: str) -> ReadTicket:
+        """The model's answer for `text`; its tokens must be a sentence of the compiled grammar (checked by
         llama.cpp's grammar engine) and its bytes must parse as strict UTF-8 JSON into a valid Ticket."""
-        prompt, n_text, truncated = self.prompt_tokens(text)
+        prompt = self.encode_ticket(text)
         priors = TicketPriors(self.head, text) if self.head is not None else None
-        answer = self.decoder.decode(prompt, self.fixed_prefix_length, priors)
+        answer = self.decoder.decode(prompt.tokens, self.fixed_prefix_length, priors)
         if not grammar_accepts(self.engine, self.grammar, answer.answer_tokens):
             raise DecodingError("the decoded answer is not a sentence of the grammar; this is a bug, please report it")
         raw = b"".join(self.engine.token_bytes(t) for t in answer.answer_tokens)
@@ -219,7 +235,7 @@ class Triager:
             ticket = Ticket.model_validate_json(raw.decode("utf-8"), context={"taxonomy": self.taxonomy})
         except (UnicodeDecodeError, ValidationError) as exc:
             raise DecodingError(f"the model's answer does not validate: {exc}") from None
-        return answer, ticket, n_text, truncated
+        return ReadTicket(answer, ticket, prompt)
 
     def triage(self, text: str, ticket_id: str | int | None = None) -> TriageResult:
         return self.triage_with_parts(text, ticket_id).result
@@ -236,7 +252,8 @@ class Triager:
                 observer(time.perf_counter() - started, outcome.result if outcome else None)
 
     def _triage(self, text: str, ticket_id: str | int | None) -> TriageOutcome:
-        answer, ticket, n_text, truncated = self.decode(text)
+        read = self.read_ticket(text)
+        answer, ticket = read.answer, read.ticket
         if self.trained_fields:
             scored = ["summary", *self.trained_fields]
             review = [name for name in scored if answer.confidence[name] < self.thresholds[name]]
@@ -253,8 +270,8 @@ class Triager:
             "review_fields": review,
             "review_reason": reason,
             "untrained_fields": [f for f in self.taxonomy.fields if f not in self.trained_fields],
-            "truncated": truncated,
-            "input_tokens": n_text,
+            "truncated": read.prompt.truncated,
+            "input_tokens": read.prompt.text_tokens,
         }
         validated = TriageResult.model_validate(result, context={"taxonomy": self.taxonomy})
         return TriageOutcome(validated, answer.parts)

@@ -35,8 +35,9 @@ def test_answer_is_greedy_decoding_under_the_grammar_token_for_token(unbatched: 
     """The decoder batches forced tokens and trie nodes and reuses the prefix cache; plain greedy
     decoding (canonical keys and labels, the summary as llama.cpp's grammar sampler allows it) takes
     one token per pass from a cold cache. Same tokens, hence the same answer."""
-    unbatched.decode(TICKETS[0])  # a warm prefix cache, as in service
-    answer, ticket, _, _ = unbatched.decode(text)
+    unbatched.read_ticket(TICKETS[0])  # a warm prefix cache, as in service
+    read = unbatched.read_ticket(text)
+    answer, ticket = read.answer, read.ticket
     yardstick = canonical_greedy(unbatched, text)
     assert answer.answer_tokens == yardstick.tokens
     assert ticket.model_dump(include=set(FULL_LAYOUT.fields)) == yardstick.values
@@ -49,12 +50,13 @@ def test_a_backslash_is_written_as_the_grammar_allows(unbatched: Triager) -> Non
         "Der Dateiserver \\\\fs01 ist voll, wir können keine Dateien mehr speichern. "
         "Bitte dringend Speicherplatz erweitern."
     )
-    answer, ticket, _, _ = unbatched.decode(text)
+    read = unbatched.read_ticket(text)
+    answer, ticket = read.answer, read.ticket
     assert answer.answer_tokens == canonical_greedy(unbatched, text).tokens
     assert "\\fs01" in ticket.summary  # the model copies one of the two backslashes; the answer escapes it
 
 
 def test_the_character_bound_is_reached_as_the_grammar_allows(unbatched: Triager) -> None:
     """This untrained model rambles: its unbounded summaries run into the grammar's 200 characters."""
-    lengths = [len(unbatched.decode(text)[1].summary) for text in TICKETS]
+    lengths = [len(unbatched.read_ticket(text).ticket.summary) for text in TICKETS]
     assert max(lengths) >= SUMMARY_MAX_CHARS - 3

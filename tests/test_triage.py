@@ -125,7 +125,8 @@ def test_a_summary_at_its_token_bound_costs_no_pass_of_its_own(
     """At the bound the last summary token needs no logits: it joins the batch of the scaffolding."""
     monkeypatch.setattr(triager.decoder, "max_summary_tokens", 3)
     monkeypatch.setattr(triager.decoder, "one_sentence", False)
-    answer, ticket, _, _ = triager.decode("Outlook keeps crashing whenever I open an attachment from finance")
+    read = triager.read_ticket("Outlook keeps crashing whenever I open an attachment from finance")
+    answer, ticket = read.answer, read.ticket
     assert answer.stats.sampled_tokens == 3
     # the prompt, 2 summary steps, one per label, and one for a rival category if there was one
     labels = len(FULL_LAYOUT.fields) - 1 + answer.stats.rival_categories_scored
@@ -171,7 +172,8 @@ def test_prefix_cache_reuse_does_not_change_answers(triager: Triager, fresh_tria
 
 def test_only_the_ticket_text_is_evaluated_after_the_first_ticket(triager: Triager) -> None:
     triager.triage("first ticket warms the cache")
-    answer, _, n_text, _ = triager.decode("second ticket about a broken mouse")
+    read = triager.read_ticket("second ticket about a broken mouse")
+    answer, n_text = read.answer, read.prompt.text_tokens
     summary_open = triager.engine.tokenize(triager.decoder.layout.key_prefix(0))
     assert answer.stats.prompt_tokens_evaluated == n_text + len(triager.encoder.suffix) + len(summary_open)
 
@@ -249,9 +251,9 @@ def test_label_confidence_is_the_grammar_constrained_label_probability(
     there). The bound for them is 0.05."""
     triager = unbatched_triager
     result = triager.triage(text)
-    answer, _, _, _ = triager.decode(text)
+    answer = triager.read_ticket(text).answer
     engine, decoder = triager.engine, triager.decoder
-    prompt, _, _ = triager.prompt_tokens(text)
+    prompt = triager.encode_ticket(text).tokens
     start = _category_start(triager, prompt, answer.answer_tokens)
     for earlier in FULL_LAYOUT.fields[1 : FULL_LAYOUT.fields.index(field)]:  # each label's canonical tokens follow
         trie = decoder.label_trie(earlier, result.category)
@@ -278,9 +280,10 @@ def test_category_and_subcategory_are_the_more_probable_of_two_pairs(
     belongs to another category, that rival's pair wins when P(category) x P(starting one of its own
     subcategories) x P(its best subcategory under the grammar) is higher."""
     triager = unbatched_triager
-    answer, result, _, _ = triager.decode(text)
+    read = triager.read_ticket(text)
+    answer, result = read.answer, read.ticket
     engine, taxonomy = triager.engine, triager.taxonomy
-    prompt, _, _ = triager.prompt_tokens(text)
+    prompt = triager.encode_ticket(text).tokens
     start = _category_start(triager, prompt, answer.answer_tokens)
     context = (prompt + answer.answer_tokens)[:start]
     categories = list(taxonomy.choices("category"))
