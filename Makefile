@@ -123,13 +123,17 @@ default-model: install-dev
 	$(BIN)/python -m ticketsmith.train.default_build --handwritten bench/data/handwritten --examples examples \
 		--out runtime/default_head --work build/default-model
 
+# Tests run in worker processes on every core (pytest-xdist, at most 4). --dist loadgroup: the `model`
+# tests form one group (tests/conftest.py) and run in turn on one worker, the logic tests beside them.
+PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist loadgroup
+
 ## Set up and run the test suite (the real model, no mocks).
 test: install-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 ## The tests that load no real model (no `model` marker: see docs/layout.md), for the edit-test loop.
 test-fast: install-dev
-	$(BIN)/python -m pytest -q -m "not model"
+	$(BIN)/python -m pytest -q -m "not model" $(PYTEST_PARALLEL)
 
 # mypy cannot follow setuptools' folder mapping (runtime/ -> ticketsmith.runtime): give it a link tree.
 PACKAGE_PARTS := runtime train convert connectors configs grammars
