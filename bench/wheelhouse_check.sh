@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bench check of the offline wheelhouse (not CI: building it takes minutes natively, 30-40 min portable):
-#   make wheelhouse [WHEELHOUSE_NATIVE=1] && bash bench/wheelhouse_check.sh [WHEELHOUSE]
+#   make wheelhouse [TICKETSMITH_NATIVE=1] && bash bench/wheelhouse_check.sh [WHEELHOUSE]
 # With no network, it
 #   1. runs install.sh on a copy of the folder less one wheel, which must stop naming that wheel;
 #   2. installs the folder into a fresh venv with install.sh;
