@@ -120,13 +120,14 @@ default-model: install-dev
 	$(BIN)/python -m ticketsmith.train.default_build --handwritten bench/data/handwritten --examples examples \
 		--out runtime/default_head --work build/default-model
 
-# Tests run in worker processes on every core (pytest-xdist, at most 4). --dist loadgroup: the `model`
-# tests form one group (tests/conftest.py) and run in turn on one worker, the logic tests beside them.
+# `make test-fast` runs on every core (pytest-xdist, at most 4 workers). `make test` runs serially: with the
+# model tests in one xdist group on one worker beside the logic tests it took 26 min against 15.5 serial on
+# 2 cores (llama.cpp's and torch's threads spin while they wait), and a SIGKILL test ran out of its time.
 PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist loadgroup
 
 ## Set up and run the test suite (the real model, no mocks).
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	$(BIN)/python -m pytest
 
 ## The tests that load no real model (no `model` marker: see docs/layout.md), for the edit-test loop.
 test-fast: install-dev
