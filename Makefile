@@ -123,7 +123,7 @@ default-model: install-dev
 # `make test-fast` runs on every core (pytest-xdist, at most 4 workers). `make test` runs serially: with the
 # model tests in one xdist group on one worker beside the logic tests it took 26 min against 15.5 serial on
 # 2 cores (llama.cpp's and torch's threads spin while they wait), and a SIGKILL test ran out of its time.
-PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist loadgroup
+PYTEST_PARALLEL := -n auto --maxprocesses 4
 
 ## Set up and run the test suite (the real model, no mocks).
 test: install-dev

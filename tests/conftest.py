@@ -28,17 +28,11 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL_FIXTURES = frozenset({"triager", "settings", "run_dir"})
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test whose fixture closure includes a model-loading fixture with `model`, and put
-    every `model` test in one pytest-xdist group: they run one after another on one worker (two
-    llama.cpp or torch runs side by side on 2 cores only slow each other down, and a module fixture
-    that trains a model runs once), while the logic tests run beside them on the other workers."""
+    """Mark every test whose fixture closure includes a model-loading fixture with `model`."""
     for item in items:
         if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.model)
-        if item.get_closest_marker("model") is not None:
-            item.add_marker(pytest.mark.xdist_group("model"))
 
 
 @pytest.fixture(scope="session")
